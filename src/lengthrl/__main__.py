@@ -1,0 +1,3 @@
+from lengthrl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""lengthrl.train"""

@@ -1,1 +1,124 @@
-"""lengthrl.objectives"""
+"""Policy objectives (REFERENCE section 1): one registry, one signature, aggregation kept separate.
+
+    out = policy_loss(name, logp, old_logp, advantages, mask, **hparams)
+    out.loss     # scalar, differentiable w.r.t. logp
+    out.metrics  # dict of detached 0-dim tensors: clip_frac_low/high, ratio_mean/min/max, approx_kl, ...
+
+`logp`, `old_logp`, `mask`: float [B, T] (mask 1 on real response tokens, EOS included); `advantages`: [B] or
+[B, T]. Hyperparameters: clip_low, clip_high (defaults per loss), loss_agg_mode (default per loss), max_len
+(L_max of dr_grpo), beta + ref_logp (k3 KL to a reference policy), dual_clip (PPO losses), num_tokens /
+num_seqs (global normalisers for gradient accumulation and several ranks: see `aggregation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lengthrl.errors import ConfigError
+from lengthrl.objectives.aggregation import AGG_MODES, agg_loss
+from lengthrl.objectives.losses import LOSSES, LossSpec
+from lengthrl.objectives.terms import k3_kl
+from lengthrl.registry import check_hparams
+
+__all__ = ["policy_loss", "LossOutput", "LOSSES", "LossSpec", "agg_loss", "AGG_MODES", "COMMON_HPARAMS"]
+
+COMMON_HPARAMS = {"clip_low", "clip_high", "loss_agg_mode", "max_len", "beta", "ref_logp", "num_tokens",
+                  "num_seqs", "check_finite"}
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # scalar
+    metrics: dict[str, torch.Tensor]  # detached 0-dim tensors
+    per_token_loss: torch.Tensor  # [B, T] before aggregation (0 on padding)
+
+
+def _check(name, logp, old_logp, advantages, mask, ref_logp, check_finite) -> None:
+    for field, t in (("logp", logp), ("old_logp", old_logp), ("mask", mask)):
+        if not isinstance(t, torch.Tensor):
+            raise ConfigError(f"policy_loss({name!r}): {field} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ConfigError(f"policy_loss({name!r}): {field} must be [B, T], got shape {tuple(t.shape)}")
+    if old_logp.shape != logp.shape or mask.shape != logp.shape:
+        raise ConfigError(
+            f"policy_loss({name!r}): logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same shape [B, T]"
+        )
+    if not logp.is_floating_point():
+        raise ConfigError(f"policy_loss({name!r}): logp must be a float tensor, got {logp.dtype}")
+    if not isinstance(advantages, torch.Tensor) or advantages.shape not in (logp.shape[:1], logp.shape):
+        shape = tuple(advantages.shape) if isinstance(advantages, torch.Tensor) else type(advantages).__name__
+        raise ConfigError(
+            f"policy_loss({name!r}): advantages must be [B] = {tuple(logp.shape[:1])} or [B, T] = "
+            f"{tuple(logp.shape)}, got {shape}"
+        )
+    if ref_logp is not None and (not isinstance(ref_logp, torch.Tensor) or ref_logp.shape != logp.shape):
+        raise ConfigError(f"policy_loss({name!r}): ref_logp must be a tensor of shape {tuple(logp.shape)}")
+    if check_finite:
+        if not bool(torch.isfinite(advantages).all()):
+            raise ConfigError(f"policy_loss({name!r}): advantages contain NaN or inf; check the rewards")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ConfigError(f"policy_loss({name!r}): mask must hold only 0 and 1")
+
+
+def policy_loss(
+    name: str,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    **hparams,
+) -> LossOutput:
+    """The loss `name` of the registry `LOSSES` on a batch (see the module doc and docs/objectives.md)."""
+    spec = LOSSES[name]
+    check_hparams("loss", name, hparams, COMMON_HPARAMS | set(spec.extra_hparams))
+    for req in spec.requires:
+        if hparams.get(req) is None:
+            raise ConfigError(f"loss {name!r} needs {req}=... (e.g. the maximum number of new tokens)")
+    clip_low = float(hparams.get("clip_low") if hparams.get("clip_low") is not None else spec.clip_low)
+    clip_high = float(hparams.get("clip_high") if hparams.get("clip_high") is not None else spec.clip_high)
+    if clip_low < 0 or clip_high < 0:
+        raise ConfigError(f"loss {name!r}: clip_low and clip_high must be >= 0, got {clip_low}, {clip_high}")
+    mode = hparams.get("loss_agg_mode") or spec.agg_mode
+    if mode not in AGG_MODES:
+        raise ConfigError(f"unknown loss_agg_mode {mode!r}; valid: {', '.join(AGG_MODES)}")
+    beta = float(hparams.get("beta") or 0.0)
+    ref_logp = hparams.get("ref_logp")
+    if beta != 0.0 and ref_logp is None:
+        raise ConfigError(f"loss {name!r}: beta={beta} needs ref_logp (the reference policy's log-probs)")
+    _check(name, logp, old_logp, advantages, mask, ref_logp, hparams.get("check_finite", True))
+
+    mask = mask.to(logp.dtype)
+    real = mask > 0
+    # Clean padding once: whatever the caller left there (-inf, NaN) must not reach exp() or the gradient.
+    logp = torch.where(real, logp, torch.zeros_like(logp))
+    old_logp = torch.where(real, old_logp.detach().to(logp.dtype), torch.zeros_like(logp))
+    adv = advantages.detach().to(logp.dtype)
+    if adv.dim() == 2:
+        if spec.level == "sequence":
+            raise ConfigError(
+                f"loss {name!r} takes one advantage per sequence (advantages [B]); for per-token advantages "
+                "use 'gspo_token'"
+            )
+        adv = torch.where(real, adv, torch.zeros_like(adv))
+    else:
+        adv = adv[:, None].expand_as(logp)
+
+    extra = {k: hparams[k] for k in spec.extra_hparams if hparams.get(k) is not None}
+    per_token, metrics = spec.term(logp, old_logp, adv, mask, clip_low=clip_low, clip_high=clip_high, **extra)
+    if beta != 0.0:
+        kl = k3_kl(logp, ref_logp.detach().to(logp.dtype), mask)
+        per_token = per_token + beta * kl
+        metrics["kl_ref"] = (kl.detach() * mask).sum() / mask.sum().clamp(min=1.0)
+    per_token = torch.where(real, per_token, torch.zeros_like(per_token))
+    loss = agg_loss(
+        per_token, mask, mode,
+        num_tokens=hparams.get("num_tokens") if spec.global_norm else None,
+        num_seqs=hparams.get("num_seqs"),
+        max_len=hparams.get("max_len"),
+    )
+    metrics["tokens"] = mask.sum().detach()
+    metrics["seqs"] = (mask.sum(-1) > 0).to(mask.dtype).sum().detach()
+    return LossOutput(loss=loss, metrics=metrics, per_token_loss=per_token)

@@ -1,0 +1,108 @@
+"""The registered policy losses (REFERENCE section 1). A loss = a per-token term (`terms.py`) + a default
+token aggregation (`aggregation.py`) + default clip values. The spec also carries the formula, the paper and the
+per-token gradient weight at ratio 1 (the length bias), which the docs and the audit print and test.
+
+Notation: B' sequences with at least one response token, |y_i| the length of response i, T_tot the number of
+response tokens in the batch, L_max the constant `max_len`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lengthrl.objectives import terms
+from lengthrl.registry import Registry
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    term: Callable  # (logp, old_logp, adv[B,T], mask, *, clip_low, clip_high, ...) -> (loss[B,T], metrics)
+    agg_mode: str  # default token aggregation
+    clip_low: float
+    clip_high: float
+    level: str  # "token" (per-token ratio / advantages allowed) or "sequence" (one advantage per sequence)
+    paper: str
+    formula: str
+    weight: str  # per-token gradient weight at ratio 1, as a formula in A_i, B, |y_i|, T_tot, L_max
+    weight_fn: Callable[..., float]  # (A, B, length, T_tot, L_max) -> weight, for the audit
+    note: str = ""
+    requires: tuple[str, ...] = ()  # hyperparameters without a default
+    global_norm: bool = True  # False: normalise by this call's own token count (bnpo), ignore num_tokens
+    extra_hparams: tuple[str, ...] = field(default=())
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+
+_PPO = "l_it = -min(r_it A_i, clip(r_it, 1-e_lo, 1+e_hi) A_i),  r_it = pi(y_it|.)/pi_old(y_it|.)"
+_GSPO = "s_i = exp((1/|y_i|) sum_t log r_it);  l_i = -min(s_i A_i, clip(s_i, 1-e_lo, 1+e_hi) A_i)"
+
+for spec in [
+    LossSpec(
+        "grpo", terms.ppo_clip_term, "seq-mean-token-mean", 0.2, 0.2, "token",
+        "DeepSeekMath, arXiv 2402.03300",
+        f"{_PPO};  L = (1/B') sum_i (1/|y_i|) sum_t l_it",
+        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
+        "Long responses get less weight per token: long wrong answers are punished less, short right answers "
+        "rewarded more.", extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        "dr_grpo", terms.ppo_clip_term, "seq-mean-token-sum-norm", 0.2, 0.2, "token",
+        "Dr. GRPO (Understanding R1-Zero-Like Training), arXiv 2503.20783",
+        f"{_PPO};  L = (1/(B'·L_max)) sum_i sum_t l_it",
+        "A_i / (B'·L_max)", lambda A, B, n, T, Lm: A / (B * Lm),
+        "No length bias; L_max must be a constant (the maximum number of new tokens), not the padded length "
+        "of the batch.", requires=("max_len",), extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        "dapo", terms.ppo_clip_term, "token-mean", 0.2, 0.28, "token",
+        "DAPO, arXiv 2503.14476",
+        f"{_PPO};  L = (1/T_tot) sum_i sum_t l_it  (token-mean over the whole batch)",
+        "A_i / T_tot", lambda A, B, n, T, Lm: A / T,
+        "Every token weighs the same within a batch, but the weight depends on the other responses' lengths.",
+        extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        "bnpo", terms.ppo_clip_term, "token-mean", 0.2, 0.2, "token",
+        "TRL's name (batch-normalised policy optimisation)",
+        f"{_PPO};  L = (1/T_local) sum_i sum_t l_it  (tokens of this micro-batch only)",
+        "A_i / T_local", lambda A, B, n, T, Lm: A / T,
+        "Equals dapo on one process without accumulation; under accumulation each micro-batch is normalised by "
+        "its own token count.", global_norm=False, extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        "gspo", terms.gspo_seq_term, "seq-mean-token-mean", 3e-4, 4e-4, "sequence",
+        "GSPO, arXiv 2507.18071",
+        f"{_GSPO};  L = (1/B') sum_i l_i",
+        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
+        "The sequence ratio is a per-token geometric mean, so a token of a long response moves s_i less: the "
+        "GRPO length bias, at sequence level. Peer bug to avoid: aggregating GSPO by token-mean reweights by "
+        "length.",
+    ),
+    LossSpec(
+        "gspo_token", terms.gspo_token_term, "seq-mean-token-mean", 3e-4, 4e-4, "token",
+        "GSPO (GSPO-token variant), arXiv 2507.18071",
+        "s_it = sg[s_i]·pi(y_it)/sg[pi(y_it)];  l_it = -min(s_it A_it, clip(s_it) A_it);  "
+        "L = (1/B') sum_i (1/|y_i|) sum_t l_it",
+        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
+        "Same value and gradient as gspo for sequence advantages; allows per-token advantages A_it.",
+    ),
+    LossSpec(
+        "luspo", terms.gspo_seq_term, "seq-mean-token-sum", 2e-3, 2.5e-3, "sequence",
+        "LUSPO, arXiv 2602.05261",
+        f"{_GSPO};  L = (1/B') sum_i |y_i|·l_i",
+        "A_i / B'", lambda A, B, n, T, Lm: A / B,
+        "Scaling each sequence's GSPO term by its length gives every token of every response the same weight. "
+        "Peer bug to avoid: dividing by |y_i| once more (length squared over T).",
+    ),
+    LossSpec(
+        "cispo", terms.cispo_term, "token-mean", 1.0, 4.0, "token",
+        "MiniMax-M1, arXiv 2506.13585",
+        "l_it = -sg[clip(r_it, 1-e_lo, 1+e_hi)]·A_i·log pi(y_it|.);  L = (1/T_tot) sum_i sum_t l_it",
+        "A_i / T_tot", lambda A, B, n, T, Lm: A / T,
+        "Defaults e_lo = 1 (no lower clip, r > 0) and e_hi = 4 (weight at most 5, the eps_max of ScaleRL and "
+        "TRL's recommendation).",
+    ),
+]:
+    LOSSES.register(spec.name, spec)

@@ -1,0 +1,102 @@
+"""Per-token policy-gradient terms. Each returns the per-token loss matrix [B, T] (to be aggregated by
+`aggregation.agg_loss`) and a dict of detached 0-dim metric tensors (no `.item()`: no host sync in the step).
+
+Inputs arrive already cleaned by `policy_loss`: `logp` and `old_logp` are 0 on padding, `adv` is [B, T]
+(sequence advantages broadcast), `mask` is a float {0,1} matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LOG_RATIO_CLAMP = 20.0  # |log r| is clamped to 20 before exp (as verl): ratios stay finite, gradients too
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _ratio_metrics(r: torch.Tensor, log_r: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Ratio mean/min/max over real entries, and approx KL(pi_old || pi) by Schulman's k3 estimator."""
+    r, log_r, mask = r.detach(), log_r.detach(), mask.detach()
+    has = mask.sum() > 0
+    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    big = torch.finfo(r.dtype).max
+    rmin = torch.where(mask > 0, r, torch.full_like(r, big)).min()
+    rmax = torch.where(mask > 0, r, torch.full_like(r, -big)).max()
+    return {
+        "ratio_mean": _masked_mean(r, mask),
+        "ratio_min": torch.where(has, rmin, zero),
+        "ratio_max": torch.where(has, rmax, zero),
+        "approx_kl": _masked_mean((r - 1.0) - log_r, mask),
+    }
+
+
+def _clip_fracs(r, adv, mask, clip_low, clip_high) -> dict[str, torch.Tensor]:
+    """Share of entries whose clipped branch is active: below 1-clip_low with A<0, above 1+clip_high with A>0."""
+    r, adv = r.detach(), adv.detach()
+    low = ((r < 1.0 - clip_low) & (adv < 0)).to(mask.dtype)
+    high = ((r > 1.0 + clip_high) & (adv > 0)).to(mask.dtype)
+    return {"clip_frac_low": _masked_mean(low, mask), "clip_frac_high": _masked_mean(high, mask)}
+
+
+def token_log_ratio(logp, old_logp, mask):  # [B, T] -> [B, T], 0 on padding
+    return torch.where(mask > 0, logp - old_logp, torch.zeros_like(logp))
+
+
+def seq_log_ratio(logp, old_logp, mask):  # [B, T] -> [B]: (1/|y_i|) sum_t log r_it
+    return token_log_ratio(logp, old_logp, mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+def ppo_clip_term(logp, old_logp, adv, mask, *, clip_low, clip_high, dual_clip=None):
+    """-min(r A, clip(r, 1-clip_low, 1+clip_high) A) per token; r = pi/pi_old. With `dual_clip` = c > 1, the
+    loss of a token with A < 0 is capped at -c·A (dual-clip PPO, as verl's `clip_ratio_c`)."""
+    log_r = token_log_ratio(logp, old_logp, mask).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    r = torch.exp(log_r)  # [B, T]
+    loss = torch.maximum(-adv * r, -adv * r.clamp(1.0 - clip_low, 1.0 + clip_high))
+    if dual_clip is not None:
+        loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual_clip), loss)
+    metrics = _ratio_metrics(r, log_r, mask) | _clip_fracs(r, adv, mask, clip_low, clip_high)
+    return loss, metrics
+
+
+def gspo_seq_term(logp, old_logp, adv, mask, *, clip_low, clip_high):
+    """Sequence-level GSPO term, broadcast to every token of the sequence.
+    s_i = exp((1/|y_i|) sum_t log r_it);  l_i = -min(s_i A_i, clip(s_i, 1-clip_low, 1+clip_high) A_i)."""
+    log_s = seq_log_ratio(logp, old_logp, mask).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B]
+    s = torch.exp(log_s)
+    a = adv[:, 0]  # [B] (sequence advantages, checked by the caller)
+    seq_loss = torch.maximum(-a * s, -a * s.clamp(1.0 - clip_low, 1.0 + clip_high))  # [B]
+    seq_mask = (mask.sum(-1) > 0).to(mask.dtype)
+    metrics = _ratio_metrics(s, log_s, seq_mask) | _clip_fracs(s, a, seq_mask, clip_low, clip_high)
+    return seq_loss[:, None].expand_as(mask), metrics
+
+
+def gspo_token_term(logp, old_logp, adv, mask, *, clip_low, clip_high):
+    """GSPO-token: s_it = sg[s_i] · pi(y_it) / sg[pi(y_it)] (value s_i, gradient of a token-level ratio), so
+    per-token advantages A_it are allowed; -min(s_it A_it, clip(s_it) A_it) per token."""
+    log_s = seq_log_ratio(logp, old_logp, mask).detach()  # [B]
+    log_sit = (logp - logp.detach() + log_s[:, None]).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    sit = torch.exp(log_sit)
+    loss = torch.maximum(-adv * sit, -adv * sit.clamp(1.0 - clip_low, 1.0 + clip_high))
+    metrics = _ratio_metrics(sit, log_sit, mask) | _clip_fracs(sit, adv, mask, clip_low, clip_high)
+    return loss, metrics
+
+
+def cispo_term(logp, old_logp, adv, mask, *, clip_low, clip_high):
+    """CISPO: -sg[clip(r, 1-clip_low, 1+clip_high)] · A · log pi per token (the IS weight is clipped and
+    detached; every token keeps a gradient, unlike PPO clipping which zeroes it)."""
+    log_r = token_log_ratio(logp, old_logp, mask).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    r = torch.exp(log_r)
+    w = r.clamp(1.0 - clip_low, 1.0 + clip_high).detach()
+    loss = -w * adv * logp
+    metrics = _ratio_metrics(r, log_r, mask) | _clip_fracs(r, adv, mask, clip_low, clip_high)
+    # CISPO clips the weight whatever the sign of A: report that share too
+    metrics["clip_frac_is"] = _masked_mean(((r < 1.0 - clip_low) | (r > 1.0 + clip_high)).to(mask.dtype), mask)
+    return loss, metrics
+
+
+def k3_kl(logp, ref_logp, mask):
+    """k3 estimator of KL(pi || pi_ref) per token: exp(ref - logp) - (ref - logp) - 1 (>= 0), 0 on padding."""
+    d = torch.where(mask > 0, ref_logp - logp, torch.zeros_like(logp)).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.exp(d) - d - 1.0

@@ -43,7 +43,7 @@ def _grpo(R, eps):
     """A_i = (R_i - mean_g R) / (std_g R + eps), sample std (n-1), as GRPO, TRL and verl."""
     G = R.shape[-1]
     std = R.std(-1, keepdim=True) if G > 1 else torch.zeros_like(R[:, :1])
-    return _centre(R) / (std + eps)
+    return torch.where(_equal_groups(R), torch.zeros_like(R), _centre(R) / (std + eps))
 
 
 def _dr_grpo(R):

@@ -1,0 +1,218 @@
+"""Hand-computed values and edge cases for every registered policy loss."""
+
+import math
+
+import pytest
+import torch
+
+from lengthrl.errors import ConfigError, UnknownNameError
+from lengthrl.objectives import AGG_MODES, LOSSES, agg_loss, policy_loss
+
+D = torch.float64
+# Two responses: |y_0| = 2 (third position is padding), |y_1| = 3.
+MASK = torch.tensor([[1.0, 1, 0], [1, 1, 1]], dtype=D)
+RATIOS = [[1.5, 0.5, 1.0], [1.1, 1.3, 0.7]]
+LOGP = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -1.0, -1.5]], dtype=D)
+OLD = LOGP - torch.log(torch.tensor(RATIOS, dtype=D))
+ADV = torch.tensor([1.0, -2.0], dtype=D)
+
+
+def loss_of(name, **kw):
+    return float(policy_loss(name, LOGP.clone().requires_grad_(), OLD, ADV, MASK, **kw).loss.detach())
+
+
+# Per-token PPO terms by hand (A_0 = 1, A_1 = -2), clip 0.2/0.2:
+#   row 0: r=1.5 -> min(1.5, 1.2) = 1.2 ; r=0.5 -> min(0.5, 0.8) = 0.5        losses -1.2, -0.5
+#   row 1: r=1.1 -> -2.2 ; r=1.3 -> min(-2.6, -2.4) = -2.6 ; r=0.7 -> min(-1.4, -1.6) = -1.6   losses 2.2, 2.6, 1.6
+# With clip_high 0.28 (dapo): row 0 r=1.5 -> 1.28; row 1 r=1.3 -> min(-2.6, -2.56) = -2.6 (unchanged).
+@pytest.mark.parametrize(
+    "name,kw,expected",
+    [
+        ("grpo", {}, ((-1.2 - 0.5) / 2 + (2.2 + 2.6 + 1.6) / 3) / 2),
+        ("dr_grpo", {"max_len": 4}, (-1.2 - 0.5 + 2.2 + 2.6 + 1.6) / (2 * 4)),
+        ("dapo", {}, (-1.28 - 0.5 + 2.2 + 2.6 + 1.6) / 5),
+        ("bnpo", {}, (-1.2 - 0.5 + 2.2 + 2.6 + 1.6) / 5),
+        # GSPO: s_0 = sqrt(1.5·0.5), s_1 = (1.1·1.3·0.7)^(1/3) = 1.001^(1/3); clip 3e-4/4e-4
+        ("gspo", {}, (-math.sqrt(0.75) + 2 * min(1.001 ** (1 / 3), 1 + 4e-4)) / 2),
+        ("gspo_token", {}, (-math.sqrt(0.75) + 2 * min(1.001 ** (1 / 3), 1 + 4e-4)) / 2),
+        # LUSPO: each sequence term times its length, then / B
+        ("luspo", {}, (2 * -math.sqrt(0.75) + 3 * 2 * 1.001 ** (1 / 3)) / 2),
+        # CISPO: -r·A·logp (no clipping within [0, 5]) summed / T_tot
+        ("cispo", {}, (-1.5 * 1 * -1.0 - 0.5 * 1 * -2.0 - 1.1 * -2 * -0.5 - 1.3 * -2 * -1.0 - 0.7 * -2 * -1.5) / 5),
+    ],
+)
+def test_hand_values(name, kw, expected):
+    assert loss_of(name, **kw) == pytest.approx(expected, rel=1e-12)
+
+
+def test_every_loss_has_a_hand_value_test():
+    tested = {"grpo", "dr_grpo", "dapo", "bnpo", "gspo", "gspo_token", "luspo", "cispo"}
+    assert set(LOSSES) == tested
+
+
+def test_cispo_clips_the_weight_and_keeps_the_gradient():
+    # r = 1.5 with clip_high 0.2: weight 1.2 (detached); gradient -w·A/T_tot is not zeroed as PPO would
+    logp = torch.tensor([[-1.0]], dtype=D, requires_grad=True)
+    old = logp.detach() - math.log(1.5)
+    out = policy_loss("cispo", logp, old, torch.tensor([1.0], dtype=D), torch.ones(1, 1, dtype=D), clip_high=0.2)
+    assert float(out.loss) == pytest.approx(-1.2 * 1 * -1.0)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    assert float(g) == pytest.approx(-1.2)
+    assert float(out.metrics["clip_frac_is"]) == 1.0
+
+
+def test_kl_term_hand_value():
+    # k3 = exp(ref - logp) - (ref - logp) - 1 per token; grpo at ratio 1 with A = 0 leaves only beta·mean(k3)
+    logp = torch.tensor([[-1.0, -2.0]], dtype=D)
+    ref = torch.tensor([[-1.5, -1.0]], dtype=D)
+    k3 = [math.exp(-0.5) + 0.5 - 1, math.exp(1.0) - 1.0 - 1]
+    out = policy_loss("grpo", logp, logp, torch.zeros(1, dtype=D), torch.ones(1, 2, dtype=D), beta=0.1, ref_logp=ref)
+    assert float(out.loss) == pytest.approx(0.1 * sum(k3) / 2)
+    assert float(out.metrics["kl_ref"]) == pytest.approx(sum(k3) / 2)
+
+
+def test_clip_fractions_and_ratio_metrics():
+    out = policy_loss("grpo", LOGP, OLD, ADV, MASK)
+    m = {k: float(v) for k, v in out.metrics.items()}
+    # high: r > 1.2 with A > 0 -> token (0,0) only; low: r < 0.8 with A < 0 -> token (1,2) only; of 5 tokens
+    assert m["clip_frac_high"] == pytest.approx(1 / 5)
+    assert m["clip_frac_low"] == pytest.approx(1 / 5)
+    assert m["ratio_max"] == pytest.approx(1.5) and m["ratio_min"] == pytest.approx(0.5)
+    assert m["ratio_mean"] == pytest.approx((1.5 + 0.5 + 1.1 + 1.3 + 0.7) / 5)
+    assert m["tokens"] == 5 and m["seqs"] == 2
+    assert all(v.requires_grad is False for v in out.metrics.values())
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_single_token(name):
+    logp = torch.tensor([[-0.7]], dtype=D, requires_grad=True)
+    out = policy_loss(name, logp, logp.detach(), torch.tensor([2.0], dtype=D), torch.ones(1, 1, dtype=D), max_len=1)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    # one token, one sequence, B = T_tot = |y| = L_max = 1: every loss pushes the token with weight A = 2
+    assert float(g) == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_fully_masked_row_contributes_nothing(name):
+    mask = torch.cat([MASK, torch.zeros(1, 3, dtype=D)])
+    logp = torch.cat([LOGP, torch.full((1, 3), float("nan"), dtype=D)]).requires_grad_()
+    old = torch.cat([OLD, torch.full((1, 3), -float("inf"), dtype=D)])
+    adv = torch.cat([ADV, torch.tensor([5.0], dtype=D)])
+    out = policy_loss(name, logp, old, adv, mask, max_len=4)
+    assert float(out.loss) == pytest.approx(loss_of(name, max_len=4), rel=1e-12)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    assert torch.isfinite(g).all() and (g[2] == 0).all()
+    assert all(torch.isfinite(v) for v in out.metrics.values())
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_all_masked_batch_is_zero_not_nan(name):
+    logp = torch.zeros(2, 3, dtype=D, requires_grad=True)
+    out = policy_loss(name, logp, logp.detach(), torch.ones(2, dtype=D), torch.zeros(2, 3, dtype=D), max_len=3)
+    assert float(out.loss) == 0.0
+    (g,) = torch.autograd.grad(out.loss, logp)
+    assert (g == 0).all()
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_zero_advantages_zero_gradient(name):
+    logp = LOGP.clone().requires_grad_()
+    out = policy_loss(name, logp, OLD, torch.zeros(2, dtype=D), MASK, max_len=4)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    assert float(out.loss) == 0.0 and (g == 0).all()
+
+
+@pytest.mark.parametrize("name", ["grpo", "dapo", "dr_grpo", "bnpo"])
+def test_ratio_far_outside_clip_range(name):
+    # r = e^5: clipped for A > 0 (no gradient); unclipped for A < 0 (gradient -A·r·weight, pushing it down)
+    logp = torch.tensor([[0.0], [0.0]], dtype=D, requires_grad=True)
+    old = torch.tensor([[-5.0], [-5.0]], dtype=D)
+    out = policy_loss(name, logp, old, torch.tensor([1.0, -1.0], dtype=D), torch.ones(2, 1, dtype=D), max_len=1)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    assert float(g[0]) == 0.0
+    assert float(g[1]) == pytest.approx(math.exp(5.0) / 2)  # d/dlogp of -A·r / 2 with A = -1
+    clip_hi = LOSSES[name].clip_high
+    assert float(out.loss) == pytest.approx((-(1 + clip_hi) + math.exp(5.0)) / 2)
+    # dual clip caps the A < 0 token's loss at -c·A
+    out = policy_loss(name, logp, old, torch.tensor([1.0, -1.0], dtype=D), torch.ones(2, 1, dtype=D), max_len=1,
+                      dual_clip=3.0)
+    assert float(out.loss) == pytest.approx((-(1 + clip_hi) + 3.0) / 2)
+
+
+def test_padding_values_never_leak():
+    logp = LOGP.clone()
+    logp[0, 2] = float("inf")
+    old = OLD.clone()
+    old[0, 2] = float("nan")
+    for name in LOSSES:
+        x = logp.clone().requires_grad_()
+        out = policy_loss(name, x, old, ADV, MASK, max_len=4)
+        assert float(out.loss) == pytest.approx(loss_of(name, max_len=4), rel=1e-12)
+        (g,) = torch.autograd.grad(out.loss, x)
+        assert torch.isfinite(g).all() and g[0, 2] == 0
+
+
+# ---- aggregation -------------------------------------------------------------------------------------------
+MAT = torch.tensor([[1.0, 2.0, 99.0], [3.0, 4.0, 5.0]], dtype=D)
+
+
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("token-mean", (1 + 2 + 3 + 4 + 5) / 5),
+        ("token-sum", 15.0),
+        ("seq-mean-token-sum", (3 + 12) / 2),
+        ("seq-mean-token-mean", (1.5 + 4) / 2),
+        ("seq-mean-token-sum-norm", (3 + 12) / 2 / 10),
+    ],
+)
+def test_agg_modes_hand_values(mode, expected):
+    assert float(agg_loss(MAT, MASK, mode, max_len=10)) == pytest.approx(expected)
+
+
+def test_agg_global_normalisers_make_micro_batches_add_up():
+    for mode in AGG_MODES:
+        full = agg_loss(MAT, MASK, mode, max_len=10)
+        parts = sum(
+            agg_loss(MAT[i : i + 1], MASK[i : i + 1], mode, num_tokens=MASK.sum(), num_seqs=2, max_len=10)
+            for i in range(2)
+        )
+        assert float(parts) == pytest.approx(float(full)), mode
+
+
+# ---- errors ----------------------------------------------------------------------------------------------
+def test_unknown_loss_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="valid names: grpo, dr_grpo"):
+        policy_loss("ppo2", LOGP, OLD, ADV, MASK)
+
+
+def test_unknown_hparam_is_named():
+    with pytest.raises(ConfigError, match="clip_hi.*valid: .*clip_high"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, clip_hi=0.3)
+
+
+def test_dr_grpo_needs_max_len():
+    with pytest.raises(ConfigError, match="max_len"):
+        policy_loss("dr_grpo", LOGP, OLD, ADV, MASK)
+
+
+def test_shape_errors_name_the_field():
+    with pytest.raises(ConfigError, match="advantages must be"):
+        policy_loss("grpo", LOGP, OLD, ADV[:1], MASK)
+    with pytest.raises(ConfigError, match="mask"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK[:, :2])
+    with pytest.raises(ConfigError, match="ref_logp"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, beta=0.1)
+    with pytest.raises(ConfigError, match="gspo_token"):
+        policy_loss("gspo", LOGP, OLD, ADV[:, None].expand(2, 3), MASK)
+    with pytest.raises(ConfigError, match="NaN"):
+        policy_loss("grpo", LOGP, OLD, torch.tensor([1.0, float("nan")], dtype=D), MASK)
+    with pytest.raises(ConfigError, match="loss_agg_mode"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, loss_agg_mode="mean")
+
+
+def test_per_token_advantages_token_losses():
+    # [B, T] advantages equal to the broadcast [B] ones give the same loss
+    for name in ("grpo", "dapo", "gspo_token", "cispo"):
+        a2 = ADV[:, None].expand(2, 3).clone()
+        assert float(policy_loss(name, LOGP, OLD, a2, MASK).loss) == pytest.approx(loss_of(name))

@@ -1,0 +1,141 @@
+"""Generate the registry-driven reference pages of docs/ (`lengthrl docs`). A test checks the committed pages
+are up to date, so the docs cannot drift from the code."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from lengthrl.advantages import ADVANTAGES
+from lengthrl.commands import command
+from lengthrl.objectives import AGG_MODES, LOSSES
+
+OBJECTIVES_INTRO = """\
+# Objectives: policy losses and advantage estimators
+
+Generated from the registries by `lengthrl docs` (do not edit by hand; edit the specs in
+`src/lengthrl/objectives/losses.py`, `src/lengthrl/advantages/__init__.py` and this generator).
+
+    out = lengthrl.objectives.policy_loss(name, logp, old_logp, advantages, mask, **hparams)
+    adv = lengthrl.advantages.compute_advantages(name, rewards, group_size, **hparams)
+
+`logp`, `old_logp`, `mask` are float [B, T] (mask 1 on real response tokens, the EOS token included);
+`advantages` is [B] or [B, T]. Common hyperparameters: `clip_low`, `clip_high` (defaults per loss, below),
+`loss_agg_mode` (default per loss; any of the modes below), `max_len` (the constant L_max), `beta` and
+`ref_logp` (k3 KL to a reference policy), `num_tokens` / `num_seqs` (global normalisers for gradient
+accumulation and several ranks), `dual_clip` (PPO-clip losses: cap the loss of A < 0 tokens at -c·A).
+
+Notation: B' = sequences with at least one response token; |y_i| the length of response i; T_tot the number of
+response tokens in the batch; L_max a constant; r_it = pi(y_it)/pi_old(y_it); sg = stop-gradient.
+
+## Numerical conventions
+- Padding is cleaned before any arithmetic: logp/old_logp/advantages of masked positions are replaced by 0
+  (`torch.where`, not a product), so -inf or NaN left in padding never reaches `exp` or the gradient.
+- |log r| is clamped at 20 before `exp` (as verl), for every loss.
+- A fully masked row contributes nothing and is not counted in B' (as verl's `agg_loss`; TRL's `.mean()`
+  divides by all rows, including empty ones: the two differ only when a row is fully masked, e.g. by DAPO's
+  overlong filtering).
+- Metrics are detached 0-dim tensors (no `.item()` inside the loss): `clip_frac_low` (r < 1-e_lo with A < 0),
+  `clip_frac_high` (r > 1+e_hi with A > 0), `ratio_mean/min/max`, `approx_kl` (k3 estimate of
+  KL(pi_old || pi) = mean(r - 1 - log r)), `kl_ref` (when beta > 0), `tokens`, `seqs`, and for cispo
+  `clip_frac_is` (the IS weight clipped, whatever the sign of A). For gspo and luspo the ratio and clip
+  metrics are over sequences (s_i), for all others over tokens.
+- Gradient accumulation / several ranks: pass `num_tokens` = T_tot and `num_seqs` = B' of the whole batch; the
+  sum of the micro-batch losses then equals the whole-batch loss (property-tested for every loss). `bnpo`
+  ignores `num_tokens` by definition (it normalises by the tokens of the tensors it is given).
+
+## Token aggregation modes
+"""
+
+AGG_DOC = {
+    "token-mean": "sum_it m·l / T_tot",
+    "token-sum": "sum_it m·l",
+    "seq-mean-token-sum": "(1/B') sum_i sum_t m·l",
+    "seq-mean-token-mean": "(1/B') sum_i (1/|y_i|) sum_t m·l",
+    "seq-mean-token-sum-norm": "(1/B') sum_i sum_t m·l / L_max",
+}
+
+PEERS = """
+## Cross-checks against the peers, and where they differ
+- **TRL 1.16** (`tests/test_crosscheck_trl.py`): `GRPOTrainer._compute_loss` itself is called on a stand-in
+  trainer; loss and gradient equal ours to rel 1e-9 (float64) for grpo, bnpo, dr_grpo, dapo, cispo, GSPO
+  (TRL's grpo with `importance_sampling_level="sequence"`) and luspo, each with and without the k3 KL
+  (beta = 0.04), on random batches with ratios inside and outside the clip range. TRL's cispo clamps the IS
+  weight at `epsilon_high` (an absolute bound, recommended 5.0) with no lower bound: ours with clip_low = 1,
+  clip_high = epsilon_high - 1.
+- **verl 0.9.1** (`tests/test_crosscheck_verl.py`, on outputs recorded by `tests/fixtures/record_verl.py`,
+  since verl needs ray and transformers < 5.11): `compute_policy_loss_vanilla` in four aggregation modes
+  equals our PPO-clip loss with `dual_clip=3` (verl always applies dual-clip with clip_ratio_c = 3); verl's
+  `gspo` equals our gspo_token and gspo; `cispo`, `agg_loss` (all five modes), GRPO and RLOO advantages equal
+  ours to 1e-10, except seq-mean-token-mean, where verl divides by |y_i| + 1e-8 (agreement to 1e-7).
+  **Disagreement, by design**: verl's REINFORCE++-baseline whitens the centred rewards over *tokens*
+  (token-weighted, Bessel correction over tokens, and shifted to zero mean). Our `batch` estimator whitens over
+  *sequences*, as DLER's description (group-mean centring, then the std over the batch of responses). On
+  equal-length responses verl = ours / sqrt(T(N-1)/(NT-1)) exactly (tested); with unequal lengths verl gives long
+  responses more say in the std.
+- verl's GRPO gives a group of one its raw reward as advantage (mean 0, std 1); ours gives 0 (a group of one
+  carries no relative signal).
+- Peer bugs this library is tested against: GSPO aggregated by token-mean (reweights sequences by length; our
+  gspo uses seq-mean-token-mean and the audit shows the resulting weight), and luspo dividing by |y_i| twice
+  (length squared over T; our luspo's per-token gradient is A/B' whatever the length: property-tested).
+"""
+
+
+def cell(s: str) -> str:
+    """Escape a table cell (formulas contain |y_i|)."""
+    return s.replace("|", "\\|")
+
+
+def objectives_markdown() -> str:
+    out = [OBJECTIVES_INTRO]
+    out += ["| mode | loss |", "|---|---|"]
+    out += [f"| `{m}` | {cell(AGG_DOC[m])} |" for m in AGG_MODES]
+    out += ["", "## Losses", ""]
+    out += ["| loss | default aggregation | clip lo / hi | per-token gradient weight at ratio 1 |", "|---|---|---|---|"]
+    for n, s in LOSSES.items():
+        out.append(f"| `{n}` | {s.agg_mode} | {s.clip_low:g} / {s.clip_high:g} | {cell(s.weight)} |")
+    for n, s in LOSSES.items():
+        req = f" Required: {', '.join(s.requires)}." if s.requires else ""
+        out += [
+            "", f"### `{n}`", "", f"Paper: {s.paper}.", "", "    " + s.formula, "",
+            f"- Default aggregation `{s.agg_mode}`; clip_low = {s.clip_low:g}, clip_high = {s.clip_high:g}; "
+            f"{'one advantage per sequence' if s.level == 'sequence' else 'advantages [B] or [B, T]'}.{req}",
+            f"- Length weighting: every token of response i is pushed with weight **{s.weight}** at ratio 1 "
+            "(`lengthrl audit` measures it by autograd).",
+            f"- {s.note}",
+        ]
+        term_doc = inspect.getdoc(s.term)
+        if term_doc:
+            out += [f"- Per-token term (`{s.term.__name__}`): " + term_doc.replace("\n", " ")]
+    out += ["", "## KL to a reference policy", "",
+            "    beta · k3,  k3 = exp(ref_logp - logp) - (ref_logp - logp) - 1   (per token, >= 0)", "",
+            "Added to the per-token loss before aggregation (as TRL), so it is aggregated like the loss. "
+            "GRPO's paper uses it; GSPO, LUSPO and DAPO use beta = 0 (the default).", "",
+            "## Advantage estimators", "",
+            "Rewards [N] in contiguous groups of `group_size`; a group whose rewards are all equal (a group of "
+            "one included) gets exactly 0, never NaN.", "",
+            "| name | formula | hyperparameters | paper |", "|---|---|---|---|"]
+    for n, s in ADVANTAGES.items():
+        hp = ", ".join(f"{k}={v:g}" for k, v in s.hparams.items()) or "-"
+        out.append(f"| `{n}` | {cell(s.formula)} | {hp} | {s.paper} |")
+    out.append(PEERS)
+    return "\n".join(out).rstrip() + "\n"
+
+
+PAGES = {"objectives.md": objectives_markdown}
+
+
+@command("docs", "regenerate the registry-driven pages of docs/",
+         examples=["lengthrl docs --out docs"])
+def run_docs(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, fn in PAGES.items():
+        (out / name).write_text(fn())
+        print(f"wrote {out / name}")
+    return 0
+
+
+@run_docs.args
+def _(p):
+    p.add_argument("--out", default="docs", help="docs directory")

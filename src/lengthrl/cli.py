@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "lengthrl.objectives.cli",
     "lengthrl.analysis.audit",
     "lengthrl.docsgen",
+    "lengthrl.train.cli",
 ]
 
 

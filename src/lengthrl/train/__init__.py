@@ -1,1 +1,1 @@
-"""lengthrl.train"""
+"""The trainer: config, data order, scoring, update, checkpoints, metrics and the loop."""

@@ -1,0 +1,116 @@
+"""Checkpoints: written atomically (temporary directory, fsync, rename), the last K kept, each with a manifest of
+SHA-256 checksums; a truncated or corrupt checkpoint is detected and the previous one is used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lengthrl.errors import LengthRLError
+
+log = logging.getLogger("lengthrl.train")
+PREFIX = "step_"
+
+
+class CheckpointError(LengthRLError):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int) -> Path:
+    """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp / "model")
+    torch.save(state, tmp / "trainer_state.pt")
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    manifest = {"step": step, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def verify(ckpt: Path) -> None:
+    """Raise CheckpointError unless every file of the manifest is present with its checksum."""
+    mf = ckpt / "manifest.json"
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt}: manifest.json missing or unreadable ({e})") from None
+    for rel, digest in manifest["files"].items():
+        p = ckpt / rel
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {ckpt}: file {rel} is missing")
+        if _sha256(p) != digest:
+            raise CheckpointError(f"checkpoint {ckpt}: file {rel} is corrupt (checksum mismatch)")
+
+
+def latest_valid(run_dir: Path) -> Path | None:
+    """The newest checkpoint that verifies; corrupt ones are reported and skipped."""
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        try:
+            verify(ckpt)
+            return ckpt
+        except CheckpointError as e:
+            log.warning("%s; falling back to the previous checkpoint", e)
+    return None

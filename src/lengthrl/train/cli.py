@@ -1,0 +1,63 @@
+"""`lengthrl train` and `lengthrl config show`."""
+
+from __future__ import annotations
+
+from lengthrl.commands import command
+from lengthrl.train.config import build_config, describe, to_dict
+
+
+@command("train", "train a policy with any loss and length reward; metrics, samples and checkpoints in --out",
+         examples=[
+             "lengthrl train --config configs/luspo.toml --out runs/luspo",
+             "lengthrl train --config configs/dler.toml --set steps=20 --set lr=1e-4 --out runs/dler",
+             "lengthrl train --config configs/gspo.toml --out runs/gspo --resume",
+             "lengthrl train --set model=/path/to/model --set task=data --set task_args.path=train.jsonl "
+             "--out runs/mine",
+         ])
+def run_train(args) -> int:
+    from lengthrl.train.loop import train
+
+    cfg = build_config(args.config, args.set)
+    tr = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    rows = tr.metrics.rows()
+    if rows:
+        last = rows[-1]
+        print(f"done: {len(rows)} steps; last acc {last['acc']:.3f}, mean length {last['len/mean']:.1f}; "
+              f"outputs in {args.out}")
+    return 0
+
+
+@run_train.args
+def _(p):
+    p.add_argument("--config", default=None, help="TOML config (see configs/ and `lengthrl config show`)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", required=True, help="run directory (metrics.jsonl, samples.jsonl, checkpoints/)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("config", "show every training config key with type, default and doc, or a resolved config",
+         examples=["lengthrl config show", "lengthrl config show --config configs/luspo.toml --set steps=5"])
+def run_config(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.config or args.set:
+        cfg = to_dict(build_config(args.config, args.set))
+        for k, v in cfg.items():
+            print(f"{k} = {v!r}")
+        return 0
+    table = Table(title="training config keys (lengthrl.train.config.TrainConfig)")
+    for col in ("key", "type", "default", "doc"):
+        table.add_column(col)
+    for row in describe():
+        table.add_row(*row)
+    Console(width=160).print(table)
+    return 0
+
+
+@run_config.args
+def _(p):
+    p.add_argument("action", choices=["show"], help="show")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -1,0 +1,236 @@
+"""The training config: one dataclass whose fields carry their docs (cleanrl style).
+
+A config is a TOML file of these keys (reward terms as `[[reward]]` tables), plus `--set key=value` overrides.
+Every key is typed and validated; an error names the key and the fix. `lengthrl config show` prints them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lengthrl.errors import ConfigError
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class TrainConfig:
+    # ---- model and data ------------------------------------------------------------------------------------
+    model: str = doc("'organism' (the built-in tiny model, built and cached on first use) or a local model "
+                     "directory (transformers format: config, safetensors, tokenizer files)", "organism")
+    ref_model: str | None = doc("reference model for the KL term (default: a frozen copy of the initial model)",
+                                None)
+    task: str = doc("task name (see `lengthrl tasks`), e.g. 'arith_chain', 'reasoning_gym:basic_arithmetic', "
+                    "or 'data' with task_args.path", "arith_chain")
+    task_args: dict = doc("keyword arguments of the task (difficulty knobs, data path, field mapping)", factory=dict)
+    train_prompts: int = doc("size of the pool of training prompts", 4000)
+    eval_prompts: int = doc("held-out prompts evaluated at the end (0 = no evaluation)", 200)
+    # ---- rollout -------------------------------------------------------------------------------------------
+    prompts_per_step: int = doc("prompts per RL step (each answered group_size times)", 16)
+    group_size: int = doc("responses per prompt (G)", 8)
+    max_new_tokens: int = doc("response budget in tokens, EOS included (also L_max of dr_grpo)", 96)
+    temperature: float = doc("sampling temperature of the rollouts", 1.0)
+    top_p: float = doc("nucleus sampling threshold of the rollouts (1 = off)", 1.0)
+    top_k: int = doc("top-k of the rollouts (0 = off)", 0)
+    # ---- objective -----------------------------------------------------------------------------------------
+    loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
+    loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
+    clip_low: float | None = doc("lower clip epsilon (default: the loss's own)", None)
+    clip_high: float | None = doc("upper clip epsilon (default: the loss's own)", None)
+    dual_clip: float | None = doc("dual-clip constant c > 1 for PPO-clip losses (off by default)", None)
+    advantage: str = doc("advantage estimator (see `lengthrl advantages`)", "grpo")
+    adv_eps: float | None = doc("eps of the std-normalising estimators (default: the estimator's own)", None)
+    beta: float = doc("coefficient of the k3 KL to the reference model (0 = no reference model)", 0.0)
+    # ---- reward --------------------------------------------------------------------------------------------
+    reward: list = doc("reward terms: [{name, weight, ...hyperparameters}] (see `lengthrl rewards`)",
+                       factory=lambda: [{"name": "correct", "weight": 1.0}])
+    dynamic_sampling: bool = doc("drop groups whose rewards are all equal before the update (DAPO)", False)
+    overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
+    # ---- update --------------------------------------------------------------------------------------------
+    epochs: int = doc("passes over each rollout batch (PPO epochs)", 1)
+    mini_batches: int = doc("optimizer steps per epoch (the batch is split into this many mini-batches)", 1)
+    micro_batch_size: int = doc("sequences per forward/backward (gradient accumulation); 0 = the whole "
+                                "mini-batch", 0)
+    lr: float = doc("AdamW learning rate", 2e-4)
+    weight_decay: float = doc("AdamW weight decay", 0.0)
+    warmup_steps: int = doc("linear warm-up, in optimizer steps", 0)
+    schedule: str = doc("learning-rate schedule after warm-up: constant, linear or cosine", "constant")
+    grad_clip: float = doc("max global gradient norm (0 = off)", 1.0)
+    # ---- run -----------------------------------------------------------------------------------------------
+    steps: int = doc("RL steps", 40)
+    seed: int = doc("seed of everything (data order, sampling, initialisation)", 0)
+    checkpoint_every: int = doc("write a checkpoint every N steps (0 = only at the end)", 10)
+    keep_checkpoints: int = doc("how many checkpoints to keep", 2)
+    log_every: int = doc("print a metrics line every N steps", 5)
+    sample_every: int = doc("log sample responses every N steps (0 = never)", 10)
+    eval_samples: int = doc("samples per held-out prompt in the final evaluation", 1)
+    eval_temperature: float = doc("sampling temperature of the final evaluation (0 = greedy)", 0.0)
+    threads: int = doc("torch CPU threads (0 = leave torch's default)", 0)
+    max_bad_steps: int = doc("stop after this many consecutive non-finite losses or gradients", 3)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    """Coerce/validate `value` for the annotated type `tp` (str annotations resolved)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(key, value, a)
+            except ConfigError:
+                pass
+        raise ConfigError(f"config key {key!r}: expected {tp}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+    if tp in (list, dict):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"config key {key!r}: expected a {tp.__name__}, got {value!r}")
+    return value
+
+
+HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (see `lengthrl config show` for every key)")
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value: TOML syntax (numbers, true/false, [lists], {inline tables}), else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def build_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                 extra: dict | None = None) -> TrainConfig:
+    """TOML file (optional) + `key=value` overrides + a dict, validated into a TrainConfig."""
+    values: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            values.update(tomllib.loads(p.read_text()))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+        values.pop("meta", None)  # free-form documentation table of recipes (paper, section, scaled down)
+    values.update(extra or {})
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set loss=luspo")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if "." in k:  # task_args.n_steps=3
+            top, sub = k.split(".", 1)
+            if top not in ("task_args",):
+                raise ConfigError(f"--set {item!r}: only task_args.<name> takes a dotted key")
+            values.setdefault(top, {})[sub] = parse_value(v)
+        else:
+            values[k] = parse_value(v)
+    for k in values:
+        if k not in FIELDS:
+            raise _unknown(k)
+    cfg = TrainConfig(**{k: _check_type(k, v, HINTS[k]) for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Ranges and names; every error names the key."""
+    from lengthrl.advantages import ADVANTAGES
+    from lengthrl.objectives import AGG_MODES, LOSSES
+
+    def need(ok: bool, key: str, msg: str):
+        if not ok:
+            raise ConfigError(f"config key {key!r}: {msg} (got {getattr(cfg, key)!r})")
+
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"config key 'loss': unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
+    if cfg.advantage not in ADVANTAGES:
+        raise ConfigError(f"config key 'advantage': unknown estimator {cfg.advantage!r}; valid: "
+                          f"{', '.join(ADVANTAGES)}")
+    if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
+        raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
+    if cfg.adv_eps is not None:
+        need("eps" in ADVANTAGES[cfg.advantage].hparams, "adv_eps",
+             f"estimator {cfg.advantage!r} takes no eps")
+    for key in ("prompts_per_step", "group_size", "max_new_tokens", "steps", "epochs", "mini_batches",
+                "eval_samples", "max_bad_steps"):
+        need(getattr(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("train_prompts",):
+        need(getattr(cfg, key) >= cfg.prompts_per_step, key, "must be at least prompts_per_step")
+    for key in ("eval_prompts", "micro_batch_size", "warmup_steps", "checkpoint_every", "log_every",
+                "sample_every", "threads"):
+        need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+    need(cfg.lr > 0, "lr", "must be > 0")
+    need(cfg.temperature >= 0, "temperature", "must be >= 0")
+    need(cfg.eval_temperature >= 0, "eval_temperature", "must be >= 0")
+    need(0 < cfg.top_p <= 1, "top_p", "must be in (0, 1]")
+    need(cfg.beta >= 0, "beta", "must be >= 0")
+    need(cfg.grad_clip >= 0, "grad_clip", "must be >= 0")
+    need(cfg.schedule in ("constant", "linear", "cosine"), "schedule", "must be constant, linear or cosine")
+    n_seqs = cfg.prompts_per_step * cfg.group_size
+    need(cfg.mini_batches <= cfg.prompts_per_step, "mini_batches",
+         f"must be at most prompts_per_step={cfg.prompts_per_step} (mini-batches hold whole groups)")
+    need(cfg.micro_batch_size <= n_seqs, "micro_batch_size", f"must be at most the batch size {n_seqs}")
+    if cfg.dual_clip is not None:
+        need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
+    try:
+        from lengthrl.rewards import CompositeReward
+
+        CompositeReward.from_config(cfg.reward)
+    except ConfigError as e:
+        raise ConfigError(f"config key 'reward': {e}") from None
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every field, for `lengthrl config show`."""
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        tp = HINTS[f.name]
+        rows.append((f.name, getattr(tp, "__name__", str(tp)).replace("typing.", ""), repr(default),
+                     f.metadata["doc"]))
+    return rows

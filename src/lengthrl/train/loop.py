@@ -1,0 +1,243 @@
+"""The RL loop, top to bottom:
+
+    prompts -> G responses each (rollout) -> verify -> rewards (task + format + length terms) -> advantages
+    -> optional dynamic sampling -> PPO-style update -> metrics, samples, checkpoints -> final evaluation
+
+Each stage is its own module passing plain dataclasses of tensors: rollout (`lengthrl.rollout`), scoring
+(`scoring.py`), advantages (`lengthrl.advantages`), update (`update.py`), checkpoints (`checkpoint.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from lengthrl.advantages import compute_advantages
+from lengthrl.errors import ConfigError, LengthRLError
+from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
+from lengthrl.rollout import HFEngine, SamplingParams
+from lengthrl.train import checkpoint as ckpt
+from lengthrl.train.config import TrainConfig, to_dict
+from lengthrl.train.data import PromptSampler
+from lengthrl.train.metrics import MetricsLog, rollout_metrics
+from lengthrl.train.scoring import score_batch
+from lengthrl.train.update import UpdateBatch, batched_logprobs, make_optimizer, ppo_update
+
+log = logging.getLogger("lengthrl.train")
+
+
+class TrainingStopped(LengthRLError):
+    """The run stopped on purpose (e.g. too many non-finite updates); the message says why."""
+
+
+def resolve_model_dir(name: str) -> Path:
+    """'organism' -> the cached built-in organism (built on first use); otherwise a local directory."""
+    if name == "organism":
+        from lengthrl.models.organism import ensure_organism
+
+        return Path(ensure_organism())
+    return Path(name)
+
+
+def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[list[int]]:
+    out = []
+    for s in samples:
+        ids = tokenizer(s.prompt)["input_ids"]
+        if not ids:
+            raise ConfigError(f"prompt {s.id!r} is empty after tokenisation; fix the data")
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            raise ConfigError(
+                f"prompt {s.id!r} has {len(ids)} tokens, more than the model's context leaves for it "
+                f"({max_prompt_tokens} = context - max_new_tokens); shorten it or lower max_new_tokens"
+            )
+        out.append(ids)
+    return out
+
+
+class Trainer:
+    """Holds the state of one run; `run()` executes the loop. Public so tests and the demo can drive it."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):
+        from lengthrl.models import load_policy
+        from lengthrl.tasks import get_task
+
+        self.cfg, self.out, self.progress = cfg, Path(out_dir), progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.model_dir = resolve_model_dir(cfg.model)
+        self.resume_from = ckpt.latest_valid(self.out) if resume else None
+        if resume and self.resume_from is None:
+            log.warning("no valid checkpoint in %s: starting from scratch", self.out)
+        # on resume the weights come from the checkpoint, before the optimizer is built over them
+        self.model, self.tok = load_policy(self.resume_from / "model" if self.resume_from else self.model_dir)
+        self.ref = None
+        if cfg.beta > 0:
+            self.ref = load_policy(Path(cfg.ref_model))[0] if cfg.ref_model else copy.deepcopy(self.model)
+            self.ref.requires_grad_(False).eval()
+        self.task = get_task(cfg.task, **cfg.task_args)
+        self.sampler = PromptSampler(self.task.samples("train", cfg.train_prompts, seed=cfg.seed), cfg.seed)
+        self.eval_samples = self.task.samples("test", cfg.eval_prompts, seed=cfg.seed) if cfg.eval_prompts else []
+        ctx = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
+        self.reward = CompositeReward.from_config(cfg.reward)
+        self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
+        self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                                     max_new_tokens=cfg.max_new_tokens)
+        total_opt = cfg.steps * cfg.epochs * cfg.mini_batches
+        self.opt, self.sched = make_optimizer(self.model, cfg, total_opt)
+        self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.step, self.bad_steps = 0, 0
+        (self.out / "config.json").write_text(json.dumps(to_dict(cfg) | {"model_dir": str(self.model_dir)},
+                                                         indent=1))
+        if self.resume_from is not None:
+            self._resume(self.resume_from)
+        else:
+            for f in ("metrics.jsonl", "samples.jsonl"):
+                (self.out / f).unlink(missing_ok=True)
+
+    # ---- checkpoints -----------------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "step": self.step, "bad_steps": self.bad_steps, "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(), "engine": self.engine.state_dict(),
+            "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
+            "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
+        }
+
+    def save(self) -> Path:
+        return ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(),
+                                    self.cfg.keep_checkpoints)
+
+    def _resume(self, path: Path) -> None:
+        s = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.opt.load_state_dict(s["optimizer"])
+        self.sched.load_state_dict(s["scheduler"])
+        ckpt.set_rng_state(s["rng"])
+        self.engine.load_state_dict(s["engine"])
+        self.sampler.load_state_dict(s["sampler"])
+        self.reward.load_state_dict(s["reward"])
+        self.update_gen.set_state(s["update_gen"])
+        self.step, self.bad_steps = s["step"], s["bad_steps"]
+        self.metrics.truncate_after(self.step)
+        samples = self.out / "samples.jsonl"
+        if samples.exists():
+            keep = [ln for ln in samples.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+            samples.write_text("".join(ln + "\n" for ln in keep))
+        log.info("resumed from %s (step %d)", path, self.step)
+
+    # ---- one step ------------------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        cfg, G = self.cfg, self.cfg.group_size
+        t0 = time.perf_counter()
+        samples = self.sampler.next(cfg.prompts_per_step)
+        prompt_ids = encode_prompts(self.tok, samples, self.max_prompt_tokens)
+        batch = self.engine.generate(prompt_ids, G, self.params)  # [N = prompts × G]
+        t_roll = time.perf_counter() - t0
+        texts = batch.texts(self.tok)
+        scored = score_batch(self.task, self.reward, samples, texts, batch.lengths, G)
+        eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
+        adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
+        m = rollout_metrics(batch.lengths, scored.correct, batch.truncated, scored.rewards, scored.terms, adv, G)
+        keep = torch.ones(len(batch), dtype=torch.bool)
+        if cfg.dynamic_sampling:
+            keep, frac = dynamic_sampling_filter(scored.rewards, G)
+            m["kept_groups_frac"] = float(frac)
+        loss_mask = batch.response_mask.float()
+        if cfg.overlong_filter:
+            loss_mask = loss_mask * (~batch.truncated).float()[:, None]
+        ub = UpdateBatch(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, loss_mask,
+                         adv, batch.group_index)
+        rows = keep.nonzero().flatten()
+        if len(rows) and float(loss_mask[rows].sum()) > 0:
+            ub = ub.rows(rows)
+            micro = cfg.micro_batch_size or len(rows)
+            if cfg.epochs > 1 or cfg.mini_batches > 1:
+                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature)
+            if self.ref is not None:
+                ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature)
+            um = ppo_update(self.model, self.opt, self.sched, ub, cfg, self.update_gen)
+        else:  # dynamic sampling kept nothing, or every response was filtered out
+            um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0]}
+        m.update(um)
+        if um.get("skipped_updates", 0) and not um.get("optimizer_steps"):
+            self.bad_steps += 1
+        elif um.get("optimizer_steps"):
+            self.bad_steps = 0
+        dt = time.perf_counter() - t0
+        m.update(step=self.step + 1, step_time_s=dt, rollout_time_s=t_roll,
+                 tokens_per_s=float(batch.lengths.sum()) / max(t_roll, 1e-9),
+                 verifier_errors=scored.verifier_errors)
+        if cfg.sample_every and (self.step + 1) % cfg.sample_every == 0:
+            with open(self.out / "samples.jsonl", "a") as f:
+                for i in range(0, len(texts), max(1, G // 2)):
+                    f.write(json.dumps({
+                        "step": self.step + 1, "prompt_id": samples[i // G].id, "prompt": samples[i // G].prompt,
+                        "response": texts[i], "length": int(batch.lengths[i]), "correct": bool(scored.correct[i]),
+                        "reward": float(scored.rewards[i]), "advantage": float(adv[i]),
+                    }) + "\n")
+        return m
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        with Progress(*cols, disable=not self.progress, transient=False) as bar:
+            job = bar.add_task(f"train {cfg.loss}", total=cfg.steps, completed=self.step, info="")
+            while self.step < cfg.steps:
+                m = self.train_step()
+                self.step += 1
+                m["time_s"] = time.perf_counter() - t_start
+                self.metrics.write(m)
+                info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
+                        f"ent {m.get('entropy', float('nan')):.2f}")
+                bar.update(job, completed=self.step, info=info)
+                if self.progress and cfg.log_every and self.step % cfg.log_every == 0:
+                    bar.console.print(f"step {self.step:4d}  {info}  clip_hi {m.get('clip_frac_high', 0):.3f} "
+                                      f"trunc {m['trunc_rate']:.2f}  {m['step_time_s']:.2f}s/step")
+                if self.bad_steps >= cfg.max_bad_steps:
+                    self.save()
+                    raise TrainingStopped(
+                        f"{self.bad_steps} consecutive steps had a non-finite loss or gradient (last at step "
+                        f"{self.step}, loss {cfg.loss}); weights were left unchanged by those steps. Lower lr "
+                        "or check the rewards; the last good state is checkpointed"
+                    )
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save()
+        self.save()
+        self.model.save_pretrained(self.out / "final", safe_serialization=True)
+        self.tok.save_pretrained(self.out / "final")
+        return self.metrics.rows()
+
+    def evaluate(self, name: str = "eval", samples=None, temperature: float | None = None, n: int | None = None):
+        """Held-out evaluation with lengthrl.eval.run_eval; writes OUT/<name>.json."""
+        from lengthrl.eval import run_eval
+
+        t = self.cfg.eval_temperature if temperature is None else temperature
+        params = SamplingParams(temperature=t, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 99)
+        return run_eval(self.engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
+                        samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
+                        out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir))
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          evaluate: bool = True) -> Trainer:
+    """Run a whole training (and the final held-out evaluation when cfg.eval_prompts > 0)."""
+    tr = Trainer(cfg, out_dir, resume=resume, progress=progress)
+    tr.run()
+    if evaluate and cfg.eval_prompts:
+        tr.evaluate()
+    return tr

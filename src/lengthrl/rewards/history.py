@@ -18,7 +18,7 @@ from lengthrl.rewards.registry import REQUIRED, register_length_reward
     includes_correctness=True,
 )
 def hapo(lengths, correct, group_size, *, history=REQUIRED, w=1.0, correct_floor=-0.7):
-    """HAPO reward, stateless form: `history` gives each response its prompt's h (<= 0 means no correct
+    """HAPO reward (Huang et al., arXiv 2505.11225), stateless form: `history` gives each response its prompt's h (<= 0 means no correct
     answer seen yet: length reward 0). Use `HAPO` to keep h across steps.
 
         r = cos(pi/2 * L/h)   if L < 2h

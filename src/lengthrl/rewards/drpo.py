@@ -18,7 +18,7 @@ from lengthrl.rewards.registry import REQUIRED, register_length_reward
     kind="advantage",
 )
 def drpo(lengths, correct, group_size, *, max_len=REQUIRED, lam=0.1):
-    """DRPO decoupled weights, an *advantage-like* [N] (use it in place of group-normalised advantages).
+    """DRPO decoupled weights (Li et al., arXiv 2510.04474), an *advantage-like* [N] (use it in place of group-normalised advantages).
 
     Within each group, with C = max_len (the generation cap) and the length reward r_i = 1 - L_i/C:
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "lengthrl.analysis.audit",
     "lengthrl.docsgen",
     "lengthrl.train.cli",
+    "lengthrl.rewards.cli",
 ]
 
 

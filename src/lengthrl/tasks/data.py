@@ -15,6 +15,7 @@ Examples of mappings (`FieldMap`):
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,17 @@ def _load_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
 
     datasets.disable_progress_bars()
     try:
-        ds = datasets.load_dataset(FILE_FORMATS[fmt], data_files=str(path), split="train", keep_in_memory=True)
+        with tempfile.TemporaryDirectory(prefix="lengthrl-data-") as cache:  # no cache left behind
+            ds = datasets.load_dataset(
+                FILE_FORMATS[fmt], data_files=str(path), split="train", keep_in_memory=True, cache_dir=cache
+            )
+            return ds.to_list()
     except Exception as e:  # pyarrow / datasets parse errors: report them against the file
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(
             f"{path}: could not be read as {fmt[1:]} ({type(e).__name__}: {msg[:300]}); check that every row has "
             "the same columns with consistent types"
         ) from None
-    return ds.to_list()
 
 
 def _text(value: Any) -> str | None:

@@ -127,7 +127,7 @@ class MathVerifier:
     """
 
     timeout_s: float = 5.0
-    rel_tol: float = 1e-6
+    rel_tol: float = 1e-9
     abs_tol: float = 1e-9
     float_rounding: int = 6  # math-verify's rounding of floats before comparing
     isolate: bool = True

@@ -1,5 +1,42 @@
-"""Tasks and verifiers: procedural tasks, math answer checking, sandboxed code execution, the user's data."""
+"""Tasks and verifiers: procedural tasks, math answer checking, sandboxed code execution, the user's data.
+
+`TASKS` maps a task name to a factory; `get_task("reasoning_gym:leg_counting")`, `get_task("data:train.jsonl",
+prompt_field="problem", answer_field="solution", answer_rule="boxed")`.
+"""
+
+import importlib.util
 
 from lengthrl.tasks.base import Sample, Score, Task
+from lengthrl.tasks.registry import TASKS, get_task
+from lengthrl.tasks.code_task import CodeTask, extract_code
+from lengthrl.tasks.data import FieldMap, load_samples
+from lengthrl.tasks.data_task import TASK_KINDS, DataTask
+from lengthrl.tasks.math_task import ListTask, MathTask
+from lengthrl.tasks.rgym import ReasoningGymTask
+from lengthrl.tasks.templates import TEMPLATES, PromptTemplate, apply_template, choose_budget, expand_budgets
 
-__all__ = ["Sample", "Score", "Task"]
+# the built-in procedural tasks register themselves in TASKS when their module is present
+if importlib.util.find_spec("lengthrl.tasks.procedural") is not None:
+    importlib.import_module("lengthrl.tasks.procedural")
+
+__all__ = [
+    "TASKS",
+    "TASK_KINDS",
+    "TEMPLATES",
+    "CodeTask",
+    "DataTask",
+    "FieldMap",
+    "ListTask",
+    "MathTask",
+    "PromptTemplate",
+    "ReasoningGymTask",
+    "Sample",
+    "Score",
+    "Task",
+    "apply_template",
+    "choose_budget",
+    "expand_budgets",
+    "extract_code",
+    "get_task",
+    "load_samples",
+]

@@ -1,0 +1,34 @@
+"""math-verify worker process (run as a script by `lengthrl.verifiers.math_verifier`; no lengthrl imports).
+
+Protocol: one JSON line `[pred, gold, timeout_s, float_rounding]` in on stdin, one line `1` or `0` out.
+"""
+
+import json
+import logging
+import sys
+
+
+def equal(pred, gold, timeout, float_rounding):
+    """math-verify equivalence of two extracted answers (both wrapped in \\boxed{} so LaTeX is recognised)."""
+    from math_verify import parse, verify
+
+    g = parse("\\boxed{" + gold + "}", parsing_timeout=timeout)
+    p = parse("\\boxed{" + pred + "}", parsing_timeout=timeout)
+    if not g or not p:
+        return False
+    return bool(verify(g, p, float_rounding=float_rounding, timeout_seconds=timeout))
+
+
+def main():
+    logging.disable(logging.CRITICAL)
+    for line in sys.stdin:
+        try:
+            out = equal(*json.loads(line))
+        except Exception:
+            out = False
+        sys.stdout.write("1\n" if out else "0\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

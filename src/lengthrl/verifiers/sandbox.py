@@ -1,0 +1,263 @@
+"""Run an untrusted Python program against tests in a separate, limited process.
+
+Layers (each used when this machine allows it; `isolation()` reports which hold, `docs/security.md` explains):
+
+- a new process session, killed as a whole (SIGKILL to the process group) at the wall-clock limit;
+- Linux namespaces via util-linux `unshare`: an empty network namespace (no interface but a down loopback),
+  a PID namespace (the program is PID 1 there: when it ends, every process it started dies; it cannot see or
+  signal outside processes) and a mount namespace in which every mount is read-only except the run's own
+  temporary working directory;
+- when started as root: the program runs as the unprivileged user `nobody` (uid 65534), so it cannot write
+  root's files, signal root's processes, and RLIMIT_NPROC applies (the kernel exempts root from it);
+- resource limits: RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_NOFILE, no core files;
+- a clean environment (PATH, LANG, HOME and TMPDIR only: no inherited secrets), `python -I -B`;
+- an audit hook in the child that refuses every `socket.*` event (network blocked even without namespaces,
+  for Python-level code);
+- an output cap: the run is killed when stdout + stderr exceed `max_output_bytes`;
+- its own temporary working directory, removed afterwards.
+
+It is not a virtual machine: see docs/security.md for what is and is not guaranteed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lengthrl.errors import ConfigError
+
+NOBODY = 65534
+_CHILD_SRC = Path(__file__).with_name("_sandbox_child.py")
+_NS_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of one sandboxed run. Every field must be positive."""
+
+    timeout_s: float = 10.0  # wall clock, whole run (start-up included)
+    cpu_s: int = 5  # RLIMIT_CPU per process (SIGXCPU then SIGKILL)
+    memory_bytes: int = 1 << 30  # RLIMIT_AS (address space) per process
+    file_bytes: int = 16 << 20  # RLIMIT_FSIZE: largest file the program may write
+    nproc: int = 64  # RLIMIT_NPROC: processes + threads of the sandbox user
+    nofile: int = 64  # RLIMIT_NOFILE: open file descriptors per process
+    max_output_bytes: int = 1 << 20  # stdout + stderr; the run is killed beyond this
+
+    def __post_init__(self):
+        for name, v in vars(self).items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ConfigError(f"SandboxLimits.{name} must be a positive number, got {v!r}")
+
+
+@dataclass
+class SandboxResult:
+    """What happened in one run. `passed` has one entry per test (False for tests that never ran)."""
+
+    status: str  # "ok" | "error" | "timeout" | "output_limit" | "signal"
+    passed: list[bool] = field(default_factory=list)
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of tests passed (0.0 without tests)."""
+        return sum(self.passed) / len(self.passed) if self.passed else 0.0
+
+    @property
+    def all_passed(self) -> bool:
+        """True when there was at least one test and every test passed."""
+        return bool(self.passed) and all(self.passed)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which isolation layers hold on this machine (probed once per process)."""
+
+    namespaces: bool  # network, PID and mount namespaces via `unshare`
+    user_namespace: bool  # namespaces obtained through a user namespace (not root)
+    readonly_fs: bool  # every mount but the working directory is read-only
+    drop_user: bool  # the program runs as uid/gid 65534
+    python: str  # interpreter that runs the program
+
+
+def _runs(cmd: list[str], **kw) -> bool:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=20, env={"PATH": "/usr/bin:/bin"}, **kw).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def isolation() -> Isolation:
+    """Probe what this machine permits: `unshare` namespaces, dropping to `nobody`, an interpreter it can run."""
+    root = os.geteuid() == 0
+    unshare = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    ns = userns = False
+    if unshare:
+        if root and _runs([unshare, *_NS_FLAGS, "true"]):
+            ns = True
+        elif _runs([unshare, "--user", "--map-root-user", *_NS_FLAGS, "true"]):
+            ns = userns = True
+    python = os.path.realpath(sys.executable)
+    drop = False
+    if root:
+        for cand in [python, "/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3") or ""]:
+            if cand and _runs([cand, "-I", "-c", "pass"], user=NOBODY, group=NOBODY, extra_groups=[]):
+                python, drop = cand, True
+                break
+    return Isolation(namespaces=ns, user_namespace=userns, readonly_fs=ns, drop_user=drop, python=python)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_program(
+    program: str,
+    tests: list[str] | None = None,
+    stdin: str = "",
+    limits: SandboxLimits | None = None,
+) -> SandboxResult:
+    """Run `program` (Python source) in the sandbox.
+
+    With `tests` (a list of Python snippets, typically `assert f(2) == 4`), the program is executed first
+    and then each test in the same namespace; `passed[i]` says whether test i ran without an exception.
+    Without tests the program runs as a script with `stdin`, and the caller judges `stdout` / `status`.
+    Never raises for anything the program does; never runs longer than `limits.timeout_s` (plus clean-up).
+    """
+    lim = limits or SandboxLimits()
+    iso = isolation()
+    tests = list(tests or [])
+    workdir = tempfile.mkdtemp(prefix="lengthrl-sbx-")
+    r_fd = w_fd = -1
+    proc = None
+    t0 = time.monotonic()
+    try:
+        wd = Path(workdir)
+        (wd / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
+        (wd / "tests.json").write_text(json.dumps(tests), encoding="utf-8")
+        (wd / "stdin.txt").write_text(stdin, encoding="utf-8", errors="surrogatepass")
+        shutil.copyfile(_CHILD_SRC, wd / "child.py")
+        if iso.drop_user:
+            os.chown(workdir, NOBODY, NOBODY)
+            os.chmod(workdir, 0o700)
+            for p in wd.iterdir():
+                os.chown(p, NOBODY, NOBODY)
+        r_fd, w_fd = os.pipe()
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+        cfg = {
+            "workdir": workdir,
+            "readonly_fs": iso.readonly_fs,
+            "uid": NOBODY if iso.drop_user else None,
+            "gid": NOBODY if iso.drop_user else None,
+            "python": iso.python,
+            "env": env,
+            "result_fd": w_fd,
+            "limits": {k: getattr(lim, k) for k in ("cpu_s", "memory_bytes", "file_bytes", "nproc", "nofile")},
+        }
+        prefix = []
+        if iso.namespaces:
+            prefix = [shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")]
+            prefix += ["--user", "--map-root-user"] if iso.user_namespace else []
+            prefix += _NS_FLAGS
+        boot_py = os.path.realpath(sys.executable)
+        with open(wd / "stdin.txt", "rb") as fin:
+            proc = subprocess.Popen(
+                [*prefix, boot_py, "-I", "-B", str(wd / "child.py"), "boot", json.dumps(cfg)],
+                stdin=fin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(w_fd,),
+                env=env,
+                cwd=workdir,
+                start_new_session=True,
+            )
+        os.close(w_fd)
+        w_fd = -1
+        return _collect(proc, r_fd, lim, len(tests), t0)
+    finally:
+        if proc is not None:
+            _kill_group(proc)
+            proc.wait()
+        for fd in (r_fd, w_fd):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _collect(proc: subprocess.Popen, r_fd: int, lim: SandboxLimits, n_tests: int, t0: float) -> SandboxResult:
+    """Read stdout, stderr and the result pipe until the run ends, the deadline passes or output overflows."""
+    sel = selectors.DefaultSelector()
+    bufs = {"out": bytearray(), "err": bytearray(), "res": bytearray()}
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    sel.register(r_fd, selectors.EVENT_READ, "res")
+    deadline = t0 + lim.timeout_s
+    status = None
+    exited_at = None
+    while sel.get_map():
+        now = time.monotonic()
+        if now >= deadline:
+            status = "timeout"
+            break
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.5:  # leftovers hold the pipes open: stop waiting
+            break
+        for key, _ in sel.select(timeout=min(0.1, deadline - now)):
+            fd = key.fileobj if isinstance(key.fileobj, int) else key.fileobj.fileno()
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            bufs[key.data] += chunk
+        if len(bufs["out"]) + len(bufs["err"]) > lim.max_output_bytes:
+            status = "output_limit"
+            break
+    sel.close()
+    _kill_group(proc)
+    rc = proc.wait()
+    lines = bytes(bufs["res"]).split(b"\n")
+    passed = [ln == b"P" for ln in lines if ln in (b"P", b"F")][:n_tests]
+    passed += [False] * (n_tests - len(passed))
+    if status is None:
+        status = "ok" if rc == 0 else ("signal" if rc < 0 or rc >= 128 else "error")
+    cap = lim.max_output_bytes
+    return SandboxResult(
+        status=status,
+        passed=passed,
+        returncode=rc,
+        stdout=bytes(bufs["out"][:cap]).decode("utf-8", "replace"),
+        stderr=bytes(bufs["err"][:cap]).decode("utf-8", "replace"),
+        duration_s=time.monotonic() - t0,
+    )
+
+
+def code_reward(program: str, tests: list[str], mode: str = "fraction", limits: SandboxLimits | None = None) -> float:
+    """Reward of a program on assert-style tests: `fraction` of tests passed, or `all` (1.0 only if all pass).
+
+    A run that times out or exceeds the output cap gets 0.0 whatever it printed.
+    """
+    if mode not in ("fraction", "all"):
+        raise ConfigError(f"code reward mode must be 'fraction' or 'all', got {mode!r}")
+    if not tests:
+        raise ConfigError("code_reward needs at least one test; got an empty `tests` list")
+    res = run_program(program, tests, limits=limits)
+    if res.status in ("timeout", "output_limit"):
+        return 0.0
+    return res.fraction if mode == "fraction" else float(res.all_passed)

@@ -1,0 +1,186 @@
+"""The code sandbox: rewards from tests, and hostile programs that must end with reward 0 within the limits
+and leave the machine as it was (no stray processes, no files outside the run's directory)."""
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lengthrl.errors import ConfigError
+from lengthrl.verifiers import SandboxLimits, code_reward, isolation, run_program
+
+FAST = SandboxLimits(timeout_s=2.0, cpu_s=1, memory_bytes=512 << 20, max_output_bytes=64 << 10)
+
+
+def _sandbox_processes() -> set[int]:
+    """PIDs of processes still running a sandbox child (their command line names a run directory)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if b"lengthrl-sbx-" in (d / "cmdline").read_bytes():
+                    out.add(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def _run_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("lengthrl-sbx-*")}
+
+
+@pytest.fixture
+def unharmed():
+    """Checks after the test: no sandbox process left, every run directory removed, the canary path absent."""
+    before_procs, before_dirs = _sandbox_processes(), _run_dirs()
+    canary = Path(tempfile.gettempdir()) / f"lengthrl-canary-{uuid.uuid4().hex}"
+    yield canary
+    time.sleep(0.2)
+    assert _sandbox_processes() - before_procs == set()
+    assert _run_dirs() - before_dirs == set()
+    assert not canary.exists()
+
+
+def test_fraction_and_all_pass_rewards():
+    prog = "def double(x):\n    return 2 * x\n"
+    tests = ["assert double(2) == 4", "assert double(3) == 7", "assert double(0) == 0"]
+    res = run_program(prog, tests)
+    assert res.status == "ok" and res.passed == [True, False, True]
+    assert code_reward(prog, tests) == pytest.approx(2 / 3)
+    assert code_reward(prog, tests, mode="all") == 0.0
+    assert code_reward(prog, tests[:1] + tests[2:], mode="all") == 1.0
+
+
+def test_stdin_stdout_mode():
+    res = run_program("import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="1 2 3\n")
+    assert (res.status, res.stdout, res.returncode) == ("ok", "6\n", 0)
+    bad = run_program("raise SystemExit(3)")
+    assert bad.status == "error" and bad.returncode == 3
+
+
+def test_program_error_fails_every_test():
+    res = run_program("def f(:\n  pass", ["assert True", "assert True"])
+    assert res.passed == [False, False] and "SyntaxError" in res.stderr
+
+
+def test_a_test_that_exits_only_fails_itself_and_os_exit_fails_the_rest():
+    res = run_program("x = 1", ["raise SystemExit(0)", "assert x == 1", "import os; os._exit(0)", "assert True"])
+    assert res.passed == [False, True, False, False]
+
+
+def test_bad_arguments_are_config_errors():
+    with pytest.raises(ConfigError, match="timeout_s"):
+        SandboxLimits(timeout_s=0)
+    with pytest.raises(ConfigError, match="nproc"):
+        SandboxLimits(nproc=-1)
+    with pytest.raises(ConfigError, match="mode"):
+        code_reward("x=1", ["assert True"], mode="some")
+    with pytest.raises(ConfigError, match="tests"):
+        code_reward("x=1", [])
+
+
+# Each hostile program sets OK = 1 only if its attack worked; the single test asserts OK == 1.
+HOSTILE = {
+    "infinite_loop": "while True:\n    pass\nOK = 1",
+    "sleep_past_limit": "import time\ntime.sleep(60)\nOK = 1",
+    "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    "fork_bomb_escaping_group": (
+        "import os, time\nfor _ in range(16):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        while True:\n            try: os.fork()\n            except OSError: pass\ntime.sleep(60)\nOK = 1"
+    ),
+    "huge_allocation": "x = bytearray(16 << 30)\nOK = 1",
+    "growing_allocation": "a = []\nwhile True:\n    a.append(bytearray(64 << 20))",
+    "huge_stdout": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+    "huge_stderr_raw_fd": "import os\nwhile True:\n    os.write(2, b'y' * 65536)",
+    "huge_file": "open('big.bin', 'wb').write(b'0' * (256 << 20))\nOK = 1",
+    "write_outside_tmp": "open(CANARY, 'w').write('x')\nOK = 1",
+    "write_parent_dir": "open('../' + CANARY.rsplit('/', 1)[1], 'w').write('x')\nOK = 1",
+    "write_dev_shm": "open('/dev/shm/' + CANARY.rsplit('/', 1)[1], 'w').write('x')\nOK = 1",
+    "socket_connect": "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)\nOK = 1",
+    "socket_listen": "import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 0))\ns.listen()\nOK = 1",
+    "env_secrets": (
+        "import os\nenv = dict(os.environ)\nraw = open('/proc/self/environ', 'rb').read()\n"
+        "OK = int(any('SECRET' in k for k in env) or b'hunter2' in raw)"
+    ),
+    "kill_parent": (
+        "import os, signal\nppid = os.getppid()\nif ppid == 0:\n    raise SystemExit('parent not visible')\n"
+        "os.kill(ppid, signal.SIGKILL)\nOK = 1"
+    ),
+    "kill_test_process": "import os, signal\nos.kill(TEST_PID, signal.SIGKILL)\nOK = 1",
+    "kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\nOK = 1",
+    "late_daemon": (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1.5)\n"
+        "        open(CANARY, 'w').write('late')\n    os._exit(0)\nOK = 0"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_program_gets_zero_and_is_contained(name, unharmed, monkeypatch):
+    iso = isolation()
+    if name.startswith("kill_") and not (iso.namespaces or iso.drop_user):
+        pytest.skip("same user and no PID namespace: signals to the caller cannot be stopped (docs/security.md)")
+    monkeypatch.setenv("LENGTHRL_SECRET_TOKEN", "hunter2")
+    prog = f"CANARY = {str(unharmed)!r}\nTEST_PID = {os.getpid()}\n" + HOSTILE[name]
+    t0 = time.monotonic()
+    res = run_program(prog, ["assert OK == 1"], limits=FAST)
+    elapsed = time.monotonic() - t0
+    assert res.passed == [False], (res.status, res.stderr[-500:])
+    assert res.fraction == 0.0
+    assert elapsed < FAST.timeout_s + 1.5
+    assert len(res.stdout) + len(res.stderr) <= 2 * FAST.max_output_bytes
+    if name == "late_daemon":
+        time.sleep(2.0)  # past the daemon's wake-up: it must have died with the run
+    if name.startswith("huge_std"):
+        assert res.status == "output_limit"
+    if name in ("infinite_loop", "sleep_past_limit"):
+        assert res.status in ("timeout", "signal", "error")
+
+
+def test_isolation_layers_that_hold_here():
+    iso = isolation()
+    if os.geteuid() == 0:
+        assert iso.drop_user, "as root the program must run as nobody (RLIMIT_NPROC does not bind root)"
+    res = run_program(
+        "import os\nprint(os.getuid(), sorted(os.environ))\nimport socket\n"
+        "try:\n    socket.socket()\n    print('socket-allowed')\nexcept PermissionError:\n    print('socket-blocked')"
+    )
+    uid, env = res.stdout.split(" ", 1)
+    assert env.startswith("['HOME', 'LANG', 'PATH', 'TMPDIR']")
+    assert "socket-blocked" in res.stdout  # the audit hook holds with or without namespaces
+    if iso.drop_user:
+        assert uid == "65534"
+
+
+def test_namespaces_stop_network_even_below_python():
+    if not isolation().namespaces:
+        pytest.skip("no network namespace on this machine (unshare not permitted); docs/security.md")
+    prog = (
+        "import ctypes, struct\nlibc = ctypes.CDLL(None, use_errno=True)\nfd = libc.socket(2, 1, 0)\n"
+        "addr = struct.pack('=H', 2) + struct.pack('!H4s8x', 53, bytes([8, 8, 8, 8]))\nrc = libc.connect(fd, addr, 16)\n"
+        "print(rc, ctypes.get_errno())\nprint(open('/proc/net/dev').read().count(':'))\n"
+        "import os\nprint(os.getpid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"
+    )
+    res = run_program(prog)
+    lines = res.stdout.split("\n")
+    rc, errno_ = map(int, lines[0].split())
+    assert rc == -1 and errno_ == 101  # ENETUNREACH: a C-level socket reaches nothing
+    assert int(lines[1]) == 1  # only the loopback interface
+    pid, nprocs = map(int, lines[2].split())
+    assert pid == 1 and nprocs == 1  # own PID namespace: no other process visible
+
+
+def test_read_only_outside_the_working_directory(unharmed):
+    if not isolation().readonly_fs:
+        pytest.skip("no mount namespace on this machine; writing is limited by the unprivileged user only")
+    prog = (
+        "import os\nopen('inside.txt', 'w').write('ok')\nbad = []\n"
+        f"for p in [{str(unharmed)!r}, '/var/tmp/x', '/dev/shm/x', os.path.expanduser('~/../x'), '/etc/x']:\n"
+        "    try:\n        open(p, 'w').write('x')\n        bad.append(p)\n    except OSError:\n        pass\n"
+        "print(open('inside.txt').read(), bad)"
+    )
+    res = run_program(prog)
+    assert res.stdout.strip() == "ok []"

@@ -1,0 +1,48 @@
+"""A character-level tokenizer built locally with `tokenizers`, saved as a `PreTrainedTokenizerFast` directory.
+
+One token per character of printable ASCII (plus newline), and four special tokens: ``<pad>``, ``<eos>``,
+``<bos>``, ``<unk>``. Encoding a text with special tokens prepends ``<bos>`` (like Llama tokenizers); decoding
+concatenates the characters, so ``decode(encode(text)) == text`` for any text over the alphabet. Response
+length in tokens is then the number of characters (plus the EOS token).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+from lengthrl.errors import ConfigError
+
+SPECIAL_TOKENS: dict[str, str] = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+# printable ASCII without tab/carriage-return/vertical-tab/form-feed, plus newline
+DEFAULT_CHARS: str = "".join(c for c in string.printable if c not in "\t\r\x0b\x0c")
+
+
+def build_char_tokenizer(chars: str = DEFAULT_CHARS, out_dir: str | Path | None = None) -> PreTrainedTokenizerFast:
+    """A character-level `PreTrainedTokenizerFast` over `chars`; saved to `out_dir` when given.
+
+    Ids: 0 ``<pad>``, 1 ``<eos>``, 2 ``<bos>``, 3 ``<unk>``, then the characters in the order given.
+    """
+    uniq = list(dict.fromkeys(chars))
+    if not uniq:
+        raise ConfigError("build_char_tokenizer: chars is empty; give the alphabet of the tasks")
+    specials = list(SPECIAL_TOKENS.values())
+    clash = [c for c in uniq if c in specials]
+    if clash:
+        raise ConfigError(f"build_char_tokenizer: chars {clash!r} collide with the special tokens")
+    vocab = {tok: i for i, tok in enumerate(specials + uniq)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?m)."), behavior="isolated")  # (?m): '.' matches newline
+    tok.decoder = decoders.Fuse()
+    bos = SPECIAL_TOKENS["bos_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, vocab[bos])]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **SPECIAL_TOKENS)
+    fast.padding_side = "left"
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast

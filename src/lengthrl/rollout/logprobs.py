@@ -1,0 +1,88 @@
+"""Log-probabilities of given responses under a model, for the policy update (differentiable)."""
+
+from __future__ import annotations
+
+import torch
+
+from lengthrl.errors import ConfigError
+from lengthrl.rollout.hf import positions_from_mask
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:
+    """log softmax(logits)[..., index] without materialising the full log-softmax.
+
+    logits: [B, T, V]; index: [B, T] long. Returns [B, T] in float32. Computed as
+    logits[index] - logsumexp(logits) in chunks of `chunk_rows` sequences, so the extra memory is
+    O(chunk_rows * T * V) instead of O(B * T * V).
+    """
+    out = []
+    for lg, ix in zip(logits.split(chunk_rows), index.split(chunk_rows)):
+        lg = lg.float()
+        out.append(lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1))
+    return torch.cat(out, dim=0) if out else logits.new_zeros(index.shape, dtype=torch.float32)
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:
+    """Entropy of softmax(logits) per position, H = logsumexp(z) - sum_v p_v z_v. [B, T, V] -> [B, T] float32."""
+    out = []
+    for lg in logits.split(chunk_rows):
+        lg = lg.float()
+        p = torch.softmax(lg, dim=-1)
+        out.append(torch.logsumexp(lg, dim=-1) - (p * lg).sum(-1))
+    return torch.cat(out, dim=0)
+
+
+def _check(name: str, t, shape=None, ndim=2):
+    if not isinstance(t, torch.Tensor) or t.ndim != ndim:
+        raise ConfigError(f"compute_logprobs: {name} must be a {ndim}-D tensor, got "
+                          f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ConfigError(f"compute_logprobs: {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+
+
+def compute_logprobs(
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    chunk_rows: int = 8,
+):
+    """Per-token log-probs of the responses given the prompts, in one forward over [prompt, response].
+
+    prompt_ids / prompt_mask: [B, P] left-padded; response_ids / response_mask: [B, T] right-padded (the
+    layout of `RolloutBatch`). Only the T positions that predict response tokens get logits (the model's
+    `logits_to_keep`), and the log-softmax is taken selectively. Logits are divided by `temperature` (as the
+    sampler did); top-k / top-p are not applied. Returns logp [B, T] float32 (0 where response_mask is 0),
+    differentiable w.r.t. the model; with `return_entropy=True`, (logp, entropy [B, T], 0 on padding).
+    """
+    _check("prompt_ids", prompt_ids)
+    _check("prompt_mask", prompt_mask, prompt_ids.shape)
+    _check("response_ids", response_ids)
+    _check("response_mask", response_mask, response_ids.shape)
+    if response_ids.shape[0] != prompt_ids.shape[0]:
+        raise ConfigError(f"compute_logprobs: {prompt_ids.shape[0]} prompts but {response_ids.shape[0]} responses")
+    if not temperature > 0:
+        raise ConfigError(f"compute_logprobs: temperature must be > 0, got {temperature!r}")
+    B, T = response_ids.shape
+    dev = next(model.parameters()).device
+    if T == 0:
+        z = torch.zeros((B, 0), device=dev)
+        return (z, z.clone()) if return_entropy else z
+    ids = torch.cat([prompt_ids, response_ids], dim=1).to(dev)  # [B, P+T]
+    mask = torch.cat([prompt_mask, response_mask], dim=1).to(dev)  # [B, P+T]
+    pos = positions_from_mask(mask)
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                       logits_to_keep=T + 1).logits[:, :-1, :]  # [B, T, V]: positions P-1 .. P+T-2
+    except TypeError:  # models without logits_to_keep
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -T - 1:-1, :]
+    if temperature != 1.0:
+        logits = logits / temperature
+    rmask = response_mask.to(dev)
+    logp = selective_log_softmax(logits, response_ids.to(dev), chunk_rows) * rmask
+    if not return_entropy:
+        return logp
+    return logp, entropy_from_logits(logits, chunk_rows) * rmask

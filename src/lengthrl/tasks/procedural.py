@@ -1,0 +1,257 @@
+"""Built-in procedural reasoning tasks: small, exactly verifiable problems made from a seed.
+
+Each task writes worked solutions in three styles of very different length, so that a model warmed up on
+them has length to move in both directions under RL:
+
+- ``concise``: the answer almost directly (``<answer>34</answer>``);
+- ``steps``: one line per step, then the answer;
+- ``verbose``: every step followed by a self-check (``check ... ok``) and a closing sentence.
+
+A response is reasoning, then ``<answer>N</answer>``, then EOS. Scoring is exact match of the extracted answer
+(the last ``<answer>...</answer>``; ``#### N`` is accepted too). Problems are assigned to the train or test
+split by a hash of their canonical form, so the splits are disjoint whatever the seed; sampling is
+deterministic in ``(task knobs, split, seed)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from lengthrl.errors import ConfigError
+from lengthrl.tasks.base import Sample, Score, Task
+
+STYLES: tuple[str, ...] = ("concise", "steps", "verbose")
+SPLITS: tuple[str, ...] = ("train", "test")
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_HASH_RE = re.compile(r"####\s*([^\n]*)")
+
+
+def extract_answer(response: str) -> str | None:
+    """The answer a response gives: the text of its last ``<answer>...</answer>``, else after ``####``."""
+    tags = _ANSWER_RE.findall(response)
+    if tags:
+        return tags[-1].strip()
+    hashes = _HASH_RE.findall(response)
+    return hashes[-1].strip() if hashes else None
+
+
+def answer_tag(answer: str) -> str:
+    """The closing line of every trace."""
+    return f"<answer>{answer}</answer>"
+
+
+@dataclass
+class Problem:
+    """One generated problem: its canonical key (for split assignment), prompt, answer and traces by style."""
+
+    key: str
+    prompt: str
+    answer: str
+    traces: dict[str, str]
+
+
+def _check_range(task: str, lo_name: str, lo: int, hi_name: str, hi: int, minimum: int) -> None:
+    if lo < minimum or hi < lo:
+        raise ConfigError(
+            f"task {task!r}: need {minimum} <= {lo_name} <= {hi_name}, got {lo_name}={lo}, {hi_name}={hi}; "
+            f"fix the difficulty knobs"
+        )
+
+
+class ProceduralTask(Task):
+    """Base class: subclasses implement `make_problem(rng)`; this class handles splits, styles and scoring.
+
+    Args:
+        style_weights: relative frequency of the ``concise``/``steps``/``verbose`` solution styles in
+            `Sample.solution` (all three are always in ``sample.meta["traces"]``).
+        test_fraction: share of the problem space reserved for the test split (by hash of the problem).
+    """
+
+    name = "procedural"
+    default_size = {"train": 5000, "test": 500}
+
+    def __init__(self, style_weights: tuple[float, float, float] = (1.0, 1.0, 1.0), test_fraction: float = 0.1):
+        if len(style_weights) != len(STYLES) or any(not w >= 0 for w in style_weights) or sum(style_weights) <= 0:
+            raise ConfigError(
+                f"task {self.name!r}: style_weights must be {len(STYLES)} non-negative numbers (for "
+                f"{', '.join(STYLES)}) with a positive sum, got {style_weights!r}"
+            )
+        if not 0.0 < test_fraction < 1.0:
+            raise ConfigError(f"task {self.name!r}: test_fraction must be in (0, 1), got {test_fraction!r}")
+        self.style_weights = tuple(float(w) for w in style_weights)
+        self.test_fraction = float(test_fraction)
+
+    @abstractmethod
+    def make_problem(self, rng: random.Random) -> Problem:
+        """Draw one problem from the task's distribution."""
+
+    def split_of(self, key: str) -> str:
+        """``"test"`` or ``"train"``: a fixed function of the problem's canonical key."""
+        h = int.from_bytes(hashlib.sha256(f"{self.name}|{key}".encode()).digest()[:8], "big")
+        return "test" if (h % 1_000_000) < self.test_fraction * 1_000_000 else "train"
+
+    def samples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[Sample]:
+        """Up to `n` distinct problems of `split`, deterministic in `seed` (default size: `default_size`)."""
+        if split not in SPLITS:
+            raise ConfigError(f"task {self.name!r}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        n = self.default_size[split] if n is None else n
+        if n < 0:
+            raise ConfigError(f"task {self.name!r}: n must be >= 0, got {n}")
+        rng = random.Random(f"{self.name}|{split}|{seed}")
+        out: list[Sample] = []
+        seen: set[str] = set()
+        misses = 0
+        while len(out) < n and misses < 50 * n + 1000:
+            p = self.make_problem(rng)
+            if p.key in seen or self.split_of(p.key) != split:
+                misses += 1
+                continue
+            seen.add(p.key)
+            style = rng.choices(STYLES, weights=self.style_weights)[0]
+            out.append(
+                Sample(
+                    id=f"{self.name}:{p.key}",
+                    prompt=p.prompt,
+                    answer=p.answer,
+                    solution=p.traces[style],
+                    meta={"task": self.name, "style": style, "traces": dict(p.traces)},
+                )
+            )
+        return out  # fewer than n only when the problem space of `split` is exhausted
+
+    def score(self, sample: Sample, response: str) -> Score:
+        """Exact match of the extracted answer; ``format_ok`` when an answer was found."""
+        got = extract_answer(response)
+        ok = got is not None and got == sample.answer.strip()
+        return Score(correct=ok, reward=1.0 if ok else 0.0, format_ok=got is not None, extracted=got)
+
+
+class ArithChain(ProceduralTask):
+    """Chained +, -, * of small numbers, evaluated left to right: ``7+5*3-2`` = ((7+5)*3)-2 = 34.
+
+    Knobs: number of operations in [min_steps, max_steps], operands in [1, max_operand], every intermediate
+    value kept in [0, max_value] (subtraction never goes negative, multiplication never overflows).
+    """
+
+    name = "arith_chain"
+
+    def __init__(self, min_steps: int = 2, max_steps: int = 3, max_operand: int = 9, max_value: int = 99, **kw):
+        super().__init__(**kw)
+        _check_range(self.name, "min_steps", min_steps, "max_steps", max_steps, 1)
+        _check_range(self.name, "2", 2, "max_operand", max_operand, 2)
+        if max_value < max_operand:
+            raise ConfigError(f"task {self.name!r}: max_value ({max_value}) must be >= max_operand ({max_operand})")
+        self.min_steps, self.max_steps = min_steps, max_steps
+        self.max_operand, self.max_value = max_operand, max_value
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        value = rng.randint(1, self.max_operand)
+        expr, steps_txt, verbose_txt = str(value), [], []
+        for _ in range(rng.randint(self.min_steps, self.max_steps)):
+            options = []
+            for op in "+-*":
+                for b in range(1 if op != "*" else 2, self.max_operand + 1):
+                    r = {"+": value + b, "-": value - b, "*": value * b}[op]
+                    if 0 <= r <= self.max_value:
+                        options.append((op, b, r))
+            op, b, r = rng.choice(options)
+            inverse = {"+": f"{r}-{b}={value}", "-": f"{r}+{b}={value}", "*": f"{r}/{b}={value}"}[op]
+            steps_txt.append(f"{value}{op}{b}={r}")
+            verbose_txt.append(f"{value}{op}{b}={r}, check {inverse} ok")
+            expr += f"{op}{b}"
+            value = r
+        ans = str(value)
+        traces = {
+            "concise": answer_tag(ans),
+            "steps": "\n".join(steps_txt + [answer_tag(ans)]),
+            "verbose": "\n".join(verbose_txt + [f"so the result is {ans}", answer_tag(ans)]),
+        }
+        return Problem(key=expr, prompt=f"left to right: {expr}\n", answer=ans, traces=traces)
+
+
+class CountLetters(ProceduralTask):
+    """How many times a letter occurs in a word of random letters: ``count a in: banana`` -> 3.
+
+    Knobs: word length in [min_len, max_len], letters drawn from `alphabet`.
+    """
+
+    name = "count_letters"
+
+    def __init__(self, min_len: int = 4, max_len: int = 8, alphabet: str = "abcde", **kw):
+        super().__init__(**kw)
+        _check_range(self.name, "min_len", min_len, "max_len", max_len, 1)
+        if len(set(alphabet)) < 2 or not alphabet.isalpha() or not alphabet.islower():
+            raise ConfigError(f"task {self.name!r}: alphabet must hold >= 2 distinct lowercase letters, got {alphabet!r}")
+        self.min_len, self.max_len, self.alphabet = min_len, max_len, "".join(sorted(set(alphabet)))
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        word = "".join(rng.choice(self.alphabet) for _ in range(rng.randint(self.min_len, self.max_len)))
+        letter = rng.choice(self.alphabet)
+        count, steps, verbose, where = 0, [], [], []
+        for i, ch in enumerate(word, 1):
+            if ch == letter:
+                count += 1
+                where.append(str(i))
+                verbose.append(f"{ch} is {letter}, {count}")
+            else:
+                verbose.append(f"{ch} not {letter}, {count}")
+            steps.append(f"{ch}{count}")
+        ans = str(count)
+        check = f"check: {letter} at {','.join(where) or 'none'}, total {count} ok"
+        traces = {
+            "concise": answer_tag(ans),
+            "steps": " ".join(steps) + "\n" + answer_tag(ans),
+            "verbose": "\n".join(verbose + [check, answer_tag(ans)]),
+        }
+        return Problem(key=f"{letter}:{word}", prompt=f"count {letter} in: {word}\n", answer=ans, traces=traces)
+
+
+class SortDigits(ProceduralTask):
+    """Sort a list of digits ascending: ``sort: 5391`` -> 1359 (selection of the minimum, one per line).
+
+    Knobs: number of digits in [min_len, max_len].
+    """
+
+    name = "sort_digits"
+
+    def __init__(self, min_len: int = 3, max_len: int = 6, **kw):
+        super().__init__(**kw)
+        _check_range(self.name, "min_len", min_len, "max_len", max_len, 2)
+        self.min_len, self.max_len = min_len, max_len
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        digits = [rng.randint(0, 9) for _ in range(rng.randint(self.min_len, self.max_len))]
+        left, steps = list(digits), []
+        while left:
+            m = min(left)
+            left.remove(m)
+            steps.append(f"min {m}, left {''.join(map(str, left)) or 'none'}")
+        ans = "".join(map(str, sorted(digits)))
+        check = f"check: {'<='.join(ans)} ok, {len(ans)} digits ok"
+        traces = {
+            "concise": answer_tag(ans),
+            "steps": "\n".join(steps + [answer_tag(ans)]),
+            "verbose": "\n".join([f"{s}, ok" for s in steps] + [check, answer_tag(ans)]),
+        }
+        key = "".join(map(str, digits))
+        return Problem(key=key, prompt=f"sort: {key}\n", answer=ans, traces=traces)
+
+
+# name -> class; the task registry imports this dict.
+PROCEDURAL_TASKS: dict[str, type[ProceduralTask]] = {
+    cls.name: cls for cls in (ArithChain, CountLetters, SortDigits)
+}
+
+
+def make_procedural_task(name: str, **knobs) -> ProceduralTask:
+    """Build a procedural task by name with its difficulty knobs; unknown names list the valid ones."""
+    if name not in PROCEDURAL_TASKS:
+        raise ConfigError(f"unknown procedural task {name!r}; valid names: {', '.join(PROCEDURAL_TASKS)}")
+    try:
+        return PROCEDURAL_TASKS[name](**knobs)
+    except TypeError as e:
+        raise ConfigError(f"procedural task {name!r}: bad knob(s) {sorted(knobs)}: {e}") from None

@@ -17,7 +17,10 @@ from lengthrl.tasks.templates import TEMPLATES, PromptTemplate, apply_template, 
 
 # the built-in procedural tasks register themselves in TASKS when their module is present
 if importlib.util.find_spec("lengthrl.tasks.procedural") is not None:
-    importlib.import_module("lengthrl.tasks.procedural")
+    _procedural = importlib.import_module("lengthrl.tasks.procedural")
+    for _name, _cls in getattr(_procedural, "PROCEDURAL_TASKS", {}).items():
+        if _name not in TASKS:
+            TASKS.register(_name, _cls)
 
 __all__ = [
     "TASKS",

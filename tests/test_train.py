@@ -1,0 +1,144 @@
+"""The trainer end to end on a micro model: every loss runs, accumulation equals one batch, resume equals an
+uninterrupted run, a user model directory loads through the same path, config errors name the key."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lengthrl.errors import ConfigError
+from lengthrl.models import save_tiny_random_model
+from lengthrl.objectives import LOSSES
+from lengthrl.train.config import build_config
+from lengthrl.train.loop import Trainer, train
+from lengthrl.train.update import UpdateBatch, make_optimizer, ppo_update
+
+MICRO = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+             max_position_embeddings=128)
+
+
+@pytest.fixture(scope="module")
+def micro_dir(tmp_path_factory):
+    return str(save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO))
+
+
+def cfg_for(model_dir, **kw):
+    base = dict(model=model_dir, task="arith_chain", train_prompts=64, eval_prompts=4, prompts_per_step=2,
+                group_size=4, max_new_tokens=12, steps=2, checkpoint_every=0, sample_every=1, log_every=0,
+                lr=1e-3)
+    return build_config(extra=base | kw)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_a_few_steps_for_every_loss(micro_dir, tmp_path, loss):
+    tr = train(cfg_for(micro_dir, loss=loss, advantage="dr_grpo"), tmp_path, progress=False, evaluate=False)
+    rows = tr.metrics.rows()
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["len/max"] <= 12 and 0 <= r["acc"] <= 1 and r["optimizer_steps"] in (0, 1)
+        for k in ("len/mean", "len/p90", "trunc_rate", "zero_var_groups", "reward/mean", "step_time_s"):
+            assert k in r
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "final" / "config.json").is_file()
+    assert (tmp_path / "samples.jsonl").read_text().strip()
+
+
+def _fixed_batch(tok_vocab=100, B=8, P=3, T=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    rmask = (torch.arange(T)[None] < lengths[:, None]).long()
+    return UpdateBatch(
+        prompt_ids=torch.randint(4, tok_vocab, (B, P), generator=g), prompt_mask=torch.ones(B, P, dtype=torch.long),
+        response_ids=torch.randint(4, tok_vocab, (B, T), generator=g) * rmask, response_mask=rmask,
+        loss_mask=rmask.float(), advantages=torch.randn(B, generator=g), group_index=torch.arange(B) // 4,
+    )
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_gradient_accumulation_equals_one_batch(micro_dir, loss):
+    """One optimizer step with micro-batches of 1, 3 and the whole batch gives the same weights (SGD, one step,
+    so the weight change is proportional to the gradient). bnpo averages per-micro-batch means by definition."""
+    from lengthrl.models import load_policy
+
+    results = []
+    for micro in (0, 3, 1):
+        model, _ = load_policy(micro_dir)
+        cfg = cfg_for(micro_dir, loss=loss, micro_batch_size=micro, grad_clip=0.0, lr=0.1)
+        opt, sched = make_optimizer(model, cfg, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        batch = _fixed_batch(model.config.vocab_size)
+        batch.old_logp = None
+        ppo_update(model, opt, sched, batch, cfg, torch.Generator().manual_seed(0))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    if loss == "bnpo":
+        assert not torch.allclose(results[0], results[2], atol=1e-7)  # per-micro-batch normalisation differs
+    else:
+        assert torch.allclose(results[0], results[1], atol=2e-6) and torch.allclose(results[0], results[2], atol=2e-6)
+
+
+def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path):
+    kw = dict(steps=4, checkpoint_every=2, keep_checkpoints=3)
+    full = train(cfg_for(micro_dir, **kw), tmp_path / "full", progress=False, evaluate=False)
+    part = Trainer(cfg_for(micro_dir, **kw), tmp_path / "part", progress=False)
+    for _ in range(2):  # two steps, a checkpoint at step 2, then "killed" at step 3 before its checkpoint
+        part.step += 0
+        m = part.train_step()
+        part.step += 1
+        part.metrics.write(m)
+    part.save()
+    part.metrics.write(part.train_step() | {"step": 3})  # the lost step: written, never checkpointed
+    resumed = train(cfg_for(micro_dir, **kw), tmp_path / "part", resume=True, progress=False, evaluate=False)
+    a, b = full.metrics.rows(), resumed.metrics.rows()
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    drop = {"time_s", "step_time_s", "rollout_time_s", "tokens_per_s"}
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k not in drop} == {k: v for k, v in rb.items() if k not in drop}
+    for pa, pb in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous(micro_dir, tmp_path):
+    tr = train(cfg_for(micro_dir, steps=4, checkpoint_every=2, keep_checkpoints=3), tmp_path, progress=False,
+               evaluate=False)
+    last = sorted((tmp_path / "checkpoints").iterdir())[-1]
+    (last / "trainer_state.pt").write_bytes(b"truncated")
+    from lengthrl.train.checkpoint import latest_valid
+
+    assert latest_valid(tmp_path).name == "step_000002"
+
+
+def test_user_model_directory_llama_pad_is_eos(tmp_path):
+    d = save_tiny_random_model(tmp_path / "llama", arch="llama", pad_is_eos=True, **MICRO)
+    tr = train(cfg_for(str(d), loss="luspo"), tmp_path / "run", progress=False, evaluate=False)
+    # with pad == eos, a response that ends with EOS still counts the EOS in its length
+    assert all(r["len/min"] >= 1 for r in tr.metrics.rows())
+    cfgj = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfgj["loss"] == "luspo" and Path(cfgj["model_dir"]) == d
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        ({"los": "grpo"}, "unknown config key 'los'; did you mean 'loss'"),
+        ({"loss": "ppo"}, "config key 'loss': unknown loss 'ppo'; valid: grpo"),
+        ({"group_size": "8"}, "config key 'group_size': expected an integer"),
+        ({"group_size": 0}, "config key 'group_size': must be >= 1"),
+        ({"top_p": 1.5}, "config key 'top_p'"),
+        ({"reward": [{"name": "dler"}]}, "config key 'reward'.*max_len"),
+        ({"adv_eps": 1e-4, "advantage": "rloo"}, "config key 'adv_eps'"),
+    ],
+)
+def test_config_errors_name_the_key(extra, match):
+    with pytest.raises(ConfigError, match=match):
+        build_config(extra=extra)
+
+
+def test_config_file_and_overrides(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('loss = "luspo"\nsteps = 3\n[meta]\npaper = "x"\n[[reward]]\nname = "correct"\n')
+    cfg = build_config(p, ["steps=5", "task_args.max_steps=3", "clip_high=0.3"])
+    assert cfg.loss == "luspo" and cfg.steps == 5 and cfg.task_args == {"max_steps": 3} and cfg.clip_high == 0.3
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        (tmp_path / "bad.toml").write_text("loss = ")
+        build_config(tmp_path / "bad.toml")

@@ -53,6 +53,9 @@ def pass_at_k(n, c, k: int):
             f"pass_at_k: k={k} exceeds the samples per prompt (min n = {int(n_arr.min())}); "
             f"sample at least k responses per prompt (--samples) or lower k"
         )
+    if k == 1:  # pass@1 = c / n exactly
+        out = c_arr / n_arr
+        return float(out[0]) if scalar else out
     # S[m] = sum_{i=k+1}^{m} log1p(-k/i) for m >= k (S[k] = 0); index by m.
     m_max = int(n_arr.max())
     i = np.arange(k + 1, m_max + 1, dtype=np.float64)

@@ -1,0 +1,117 @@
+"""`run_eval`: sample n responses per prompt, verify them, and write an eval file.
+
+Generic over the generator. A policy is any object with
+    generate(prompt_ids: list[list[int]], n: int, params) -> batch
+    tokenizer (with .encode(text) -> list[int] and .decode(ids, skip_special_tokens=True) -> str)
+where `batch` has (attributes or keys) response_ids [P*n, T], response_mask [P*n, T], lengths [P*n] and
+truncated [P*n], rows ordered prompt-major (prompt 0 samples 0..n-1, then prompt 1, ...). The AR rollout engine
+(`lengthrl.rollout`) and the diffusion decoders provide this; a model directory is turned into one with
+`lengthrl.models.load_policy(dir)` (imported only when a path is given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lengthrl.errors import ConfigError, DataError
+from lengthrl.eval.metrics import summarize
+from lengthrl.eval.records import EvalRecord, EvalResult, save_eval
+from lengthrl.tasks.base import Sample, Task
+
+
+def _field(batch: Any, name: str) -> np.ndarray:
+    """batch.name or batch[name] as a numpy array (torch CPU tensors and lists both work)."""
+    val = getattr(batch, name, None)
+    if val is None and isinstance(batch, dict):
+        val = batch.get(name)
+    if val is None:
+        raise DataError(f"generator output has no field {name!r}; it must provide "
+                        "response_ids, response_mask, lengths and truncated")
+    if hasattr(val, "detach"):
+        val = val.detach().cpu().numpy()
+    return np.asarray(val)
+
+
+def load_policy_from_dir(model_dir: str | Path):
+    """Load a trained policy directory with `lengthrl.models.load_policy` (lazy import)."""
+    path = Path(model_dir)
+    if not path.exists():
+        raise ConfigError(f"--model {path}: directory not found; give a run's model directory")
+    try:
+        from lengthrl.models import load_policy  # noqa: PLC0415  (optional, heavy)
+    except ImportError as e:
+        raise ConfigError(f"--model: lengthrl.models.load_policy is not available ({e})") from None
+    return load_policy(str(path))
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    ids = tokenizer.encode(text)
+    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+
+def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1,), sampling: Any = None, *,
+             samples: Sequence[Sample] | None = None, n_prompts: int | None = None, split: str = "test",
+             seed: int = 0, batch_prompts: int = 8, out: str | Path | None = None,
+             baseline: dict[str, Any] | None = None, progress: bool = True, model_name: str | None = None,
+             tokenizer: Any = None) -> EvalResult:
+    """Evaluate `policy` on `task` with `n_samples` responses per prompt and return (and optionally write) the
+    eval result.
+
+    policy: a policy object (see module doc) or a model directory path. samples: the prompts (default
+    `task.samples(split, n_prompts, seed)`). ks: the k of pass@k (each <= n_samples). sampling: passed to
+    `generate` unchanged. batch_prompts: prompts per `generate` call. baseline: a summary dict (acc, len/mean)
+    for AES. progress: show a rich progress bar.
+    """
+    if n_samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {n_samples}")
+    bad_k = [k for k in ks if k < 1 or k > n_samples]
+    if bad_k:
+        raise ConfigError(f"--k {','.join(map(str, bad_k))}: each k must be in 1..--samples ({n_samples})")
+    if batch_prompts < 1:
+        raise ConfigError(f"batch_prompts must be >= 1, got {batch_prompts}")
+    if isinstance(policy, (str, Path)):
+        model_name = model_name or str(policy)
+        policy = load_policy_from_dir(policy)
+    tok = tokenizer if tokenizer is not None else getattr(policy, "tokenizer", None)
+    if tok is None or not hasattr(policy, "generate"):
+        raise ConfigError("policy must have generate(prompt_ids, n, params) and a tokenizer")
+    prompts = list(samples) if samples is not None else task.samples(split, n_prompts, seed)
+    if not prompts:
+        raise DataError(f"task {task.name!r} gave no prompts for split {split!r}")
+
+    records: list[EvalRecord] = []
+    from rich.progress import Progress  # noqa: PLC0415
+
+    with Progress(disable=not progress, transient=True) as bar:
+        job = bar.add_task(f"eval {task.name}", total=len(prompts) * n_samples)
+        for start in range(0, len(prompts), batch_prompts):
+            chunk = prompts[start:start + batch_prompts]
+            batch = policy.generate([_encode(tok, s.prompt) for s in chunk], n_samples, sampling)
+            ids, mask = _field(batch, "response_ids"), _field(batch, "response_mask").astype(bool)
+            lengths, trunc = _field(batch, "lengths"), _field(batch, "truncated").astype(bool)
+            if len(lengths) != len(chunk) * n_samples:
+                raise DataError(f"generator returned {len(lengths)} rows for {len(chunk)} prompts x {n_samples} "
+                                f"samples; it must return prompt-major rows, n per prompt")
+            for row in range(len(lengths)):
+                sample = chunk[row // n_samples]
+                text = tok.decode([int(t) for t in ids[row][mask[row]]], skip_special_tokens=True)
+                score = task.score(sample, text)
+                records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
+                                          length=int(lengths[row]), correct=bool(score.correct),
+                                          truncated=bool(trunc[row]), response=text, reward=float(score.reward)))
+            bar.advance(job, len(lengths))
+
+    metrics = summarize(records, ks, baseline=baseline)
+    if dataclasses.is_dataclass(sampling) and not isinstance(sampling, type):
+        sampling = dataclasses.asdict(sampling)
+    extra = {"ks": list(ks), "sampling": sampling if isinstance(sampling, (dict, type(None))) else repr(sampling)}
+    result = EvalResult(model=model_name or type(policy).__name__, task=task.name, n_samples=n_samples,
+                        metrics=metrics, records=records, extra=extra)
+    if out is not None:
+        save_eval(result, out)
+    return result

@@ -69,6 +69,8 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the `eval` subcommand."""
     ks = parse_ks(args.k)
+    if ks[-1] > args.samples:
+        raise ConfigError(f"--k {args.k}: each k must be <= --samples ({args.samples}); raise --samples or drop k")
     task = resolve_task(args.task, args.data)
     baseline = load_eval(args.baseline).metrics if args.baseline else None
     out = Path(args.out) if args.out else Path(args.model) / "eval.json"

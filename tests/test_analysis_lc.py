@@ -66,3 +66,20 @@ def test_pairing_and_ties():
         length_controlled_winrate(a[2:], b)
     with pytest.raises(DataError, match="'outcome'"):
         fit_lc_glm(np.array([1.0, 2.0]), np.array([0.0, np.nan]))
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300), st.booleans(), st.booleans()),
+                min_size=3, max_size=40))
+def test_swapping_sides_mirrors_win_rates(rows):
+    a = [{"prompt_id": f"p{i}", "length": la, "correct": ca} for i, (la, lb, ca, cb) in enumerate(rows)]
+    b = [{"prompt_id": f"p{i}", "length": lb, "correct": cb} for i, (la, lb, ca, cb) in enumerate(rows)]
+    ab, ba = length_controlled_winrate(a, b), length_controlled_winrate(b, a)
+    assert ab.raw_win_rate == pytest.approx(1 - ba.raw_win_rate)
+    assert ab.lc_win_rate == pytest.approx(1 - ba.lc_win_rate, abs=1e-6)
+    assert ab.phi == pytest.approx(ba.phi, abs=1e-6)  # dlen and the outcome both flip: phi is unchanged
+    assert ab.theta == pytest.approx(-ba.theta, abs=1e-6)

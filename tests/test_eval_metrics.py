@@ -108,3 +108,11 @@ def test_length_stats_edge_cases():
         summarize([_rec("a", 0, -3, True)])
     with pytest.raises(DataError, match="missing field"):
         summarize([{"prompt_id": "a", "correct": True}])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(4, 30).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))), min_size=1,
+                max_size=10), st.integers(1, 4))
+def test_pass_at_k_vectorised_equals_scalar(ncs, k):
+    n, c = map(np.array, zip(*ncs))
+    assert np.allclose(pass_at_k(n, c, k), [pass_at_k(int(a), int(b), k) for a, b in ncs], atol=1e-12)

@@ -67,6 +67,7 @@ def test_report_html_and_markdown(two_runs, tmp_path):
     assert "collapse at step" not in page.split("<h3>grow</h3>")[1].split("</ul>")[0]
     assert "weight_ratio_long_short" in page and "luspo" in md  # audit table
     assert "Sample responses" in page and "think think" in page
+    assert (out / "report_files" / "dynamics.png").exists() and "Length dynamics" in page
     assert (out / "report_files" / "curves.png").exists() and "](report_files/curves.png)" in md
     # summary numbers come from the logs: the final len/mean of each run appears in the table
     last = read_jsonl(two_runs[1] / "metrics.jsonl")[-1]["len/mean"]

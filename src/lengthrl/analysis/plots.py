@@ -166,3 +166,35 @@ def save_png(png: bytes, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     return path
+
+
+def dynamics_figure(runs: Sequence[Run], names: Sequence[str]):
+    """Per step: within-group length std, length/advantage correlation (from samples.jsonl) and entropy (from
+    metrics.jsonl); None when no run has any of them."""
+    from lengthrl.analysis.dynamics import group_length_spread, length_advantage_corr  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    drew = False
+    for ci, (run, name) in enumerate(zip(runs, names)):
+        if run.samples:
+            g = group_length_spread(run.samples)
+            axes[0].plot([r["step"] for r in g], [r["group_std_mean"] for r in g], color=f"C{ci}", label=name)
+            drew = True
+            if all(r.get("advantage") is not None for r in run.samples):
+                c = [r for r in length_advantage_corr(run.samples) if r["corr"] is not None]
+                axes[1].plot([r["step"] for r in c], [r["corr"] for r in c], color=f"C{ci}", label=name)
+        xs, ys = run.series("entropy")
+        if xs:
+            axes[2].plot(xs, ys, color=f"C{ci}", label=name)
+            drew = True
+    if not drew:
+        plt.close(fig)
+        return None
+    axes[1].axhline(0, color="k", lw=0.8, ls=":")
+    for ax, title in zip(axes, ("within-group length std", "corr(length, advantage)", "entropy")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -147,6 +147,7 @@ def build_report(runs: list[Run], out_dir: str | Path, title: str = "lengthrl re
 
     figures: list[tuple[str, str, Any]] = [
         ("Training curves", "curves.png", plots.training_curves(runs, names)),
+        ("Length dynamics", "dynamics.png", plots.dynamics_figure(runs, names)),
         ("Accuracy vs length (frontier)", "frontier.png", plots.frontier(runs, names)),
     ]
     figures += [(f"Length by correctness, start vs end: {n}", f"hist_{i}.png", plots.length_histograms(r))

@@ -126,7 +126,7 @@ def test_through_the_cli_entry_point(two_runs, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["lengthrl.eval.cli", "lengthrl.analysis.compare",
                                                  "lengthrl.analysis.report"])
-    assert cli.main(["report", str(two_runs[0]), "--out", str(tmp_path / "r")]) == 0
+    assert cli.main(["report", str(two_runs[0] / "eval.json"), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").exists()
     assert cli.main(["compare", str(two_runs[0])]) == 2
     assert "at least two runs" in capsys.readouterr().err

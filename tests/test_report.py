@@ -132,3 +132,12 @@ def test_through_the_cli_entry_point(two_runs, tmp_path, monkeypatch, capsys):
     assert "at least two runs" in capsys.readouterr().err
     assert cli.main(["eval", "--model", str(tmp_path), "--task", "x", "--samples", "2", "--k", "4"]) == 2
     assert "--k 4: each k must be <= --samples (2)" in capsys.readouterr().err
+
+
+def test_report_survives_nan_metric(tmp_path):
+    run = write_synthetic_run(tmp_path / "nan", steps=6, eval_prompts=4, seed=3)
+    rows = read_jsonl(run / "metrics.jsonl")
+    rows[2]["len/mean"] = float("nan")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    h, _ = build_report([load_run(run)], tmp_path / "out")
+    assert "collapse check skipped: step 2: metric &#x27;len/mean&#x27; is NaN" in h.read_text()

@@ -20,6 +20,7 @@ from lengthrl.analysis.collapse import scan_collapse
 from lengthrl.analysis.dynamics import entropy_trend, group_length_spread, length_advantage_corr
 from lengthrl.analysis.runs import Run, load_run, unique_names
 from lengthrl.commands import command
+from lengthrl.errors import DataError
 from lengthrl.eval.metrics import aes
 
 TRAIN_KEYS = ["reward/mean", "acc", "len/mean", "len/p90", "len/correct_mean", "len/wrong_mean", "trunc_rate",
@@ -57,7 +58,10 @@ def summary_rows(runs: list[Run], names: list[str]) -> tuple[list[str], list[lis
 
 def dynamics_lines(run: Run) -> list[str]:
     """Plain-text findings on a run's length dynamics and collapse warnings."""
-    lines = [w.message for w in scan_collapse(run.metrics)] if run.metrics else []
+    try:
+        lines = [w.message for w in scan_collapse(run.metrics)] if run.metrics else []
+    except DataError as e:
+        return [f"collapse check skipped: {e}"]
     if run.metrics and not lines:
         lines.append("no length or entropy collapse detected (window 20, 30% drop, entropy below 20%)")
     t = entropy_trend(run.metrics)

@@ -112,7 +112,7 @@ def test_run_eval_bad_config():
 
 def test_eval_command(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "load_policy_from_dir", lambda d: FakePolicy())
-    monkeypatch.setattr(eval_cli, "resolve_task", lambda name, data: Double())
+    monkeypatch.setattr(eval_cli, "resolve_task", lambda name, data, args=None: Double())
     cmd = COMMANDS["eval"]
     p = argparse.ArgumentParser()
     cmd.add_args(p)
@@ -123,3 +123,30 @@ def test_eval_command(tmp_path, monkeypatch):
     assert load_eval(out).metrics["n_prompts"] == 2
     with pytest.raises(ConfigError, match="--k"):
         eval_cli.parse_ks("1,x")
+    assert eval_cli.parse_task_args(["digits=3", "name=abc"]) == {"digits": 3, "name": "abc"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        eval_cli.parse_task_args(["digits"])
+
+
+class CallTok(CharTok):
+    """A callable tokenizer, as HF tokenizers are."""
+
+    def __call__(self, text):
+        return {"input_ids": self.encode(text)}
+
+
+def test_batch_texts_and_callable_tokenizer():
+    class TextBatch(Batch):
+        def texts(self, tok):
+            return ["0" if i % 2 == 0 else "nope" for i in range(len(self.lengths))]
+
+    class Pol(FakePolicy):
+        tokenizer = CallTok()
+
+        def generate(self, prompt_ids, n, params):
+            b = super().generate(prompt_ids, n, params)
+            return TextBatch(b.response_ids, b.response_mask, b.lengths, b.truncated)
+
+    res = run_eval(Pol(), Double(), n_samples=2, n_prompts=1, progress=False)
+    assert [r.response for r in res.records] == ["0", "nope"]
+    assert [r.correct for r in res.records] == [True, False]

@@ -61,7 +61,7 @@ def write_synthetic_run(path: str | Path, steps: int = 30, prompts: int = 8, gro
                    "len/correct_mean": float(L[ok].mean()) if ok.any() else None,
                    "len/wrong_mean": float(L[~ok].mean()) if (~ok).any() else None,
                    "len/group_std_mean": float(Lg.std(1).mean()), "trunc_rate": float(trunc.mean()),
-                   "zero_var_groups": int((R.std(1) == 0).sum()),
+                   "zero_var_groups": float((R.std(1) == 0).mean()),
                    "entropy": float(2.0 * (1 - entropy_decay * t) + rng.normal(0, 0.02)),
                    "adv_len_corr": float(np.corrcoef(L, A)[0, 1]) if A.std() > 0 and L.std() > 0 else None}
             fm.write(json.dumps(row) + "\n")

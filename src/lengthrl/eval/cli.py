@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,30 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
-def resolve_task(name: str | None, data: str | None) -> Task:
-    """A task from its registered name (`lengthrl.tasks.TASKS`) or a data file (`lengthrl.tasks.task_from_file`)."""
+def parse_task_args(items: list[str] | None) -> dict[str, Any]:
+    """['digits=3', 'name=x'] -> {'digits': 3, 'name': 'x'} (values read as JSON when they parse, else text)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--task-arg {item!r}: write KEY=VALUE, e.g. --task-arg digits=3")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] | None = None) -> Task:
+    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("file", path=data, **task_args)`."""
     import lengthrl.tasks as tasks  # noqa: PLC0415
 
+    get_task = getattr(tasks, "get_task", None)
+    if get_task is None:
+        raise ConfigError("--task/--data: lengthrl.tasks.get_task is not available in this build")
     if data is not None:
-        loader = getattr(tasks, "task_from_file", None)
-        if loader is None:
-            raise ConfigError("--data: lengthrl.tasks.task_from_file is not available in this build; use --task")
-        return loader(data)
-    registry = getattr(tasks, "TASKS", None)
-    if registry is None:
-        raise ConfigError("--task: lengthrl.tasks.TASKS (the task registry) is not available in this build")
-    item = registry[name]
-    return item() if isinstance(item, type) else item
+        return get_task("file", path=data, **(task_args or {}))
+    return get_task(name, **(task_args or {}))
 
 
 def sampling_params(args: argparse.Namespace) -> Any:
@@ -71,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k)
     if ks[-1] > args.samples:
         raise ConfigError(f"--k {args.k}: each k must be <= --samples ({args.samples}); raise --samples or drop k")
-    task = resolve_task(args.task, args.data)
+    task = resolve_task(args.task, args.data, parse_task_args(args.task_arg))
     baseline = load_eval(args.baseline).metrics if args.baseline else None
     out = Path(args.out) if args.out else Path(args.model) / "eval.json"
     result = run_eval(args.model, task, args.samples, ks, sampling_params(args), n_prompts=args.prompts,
@@ -88,6 +99,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="registered task name")
     src.add_argument("--data", help="JSONL/CSV/parquet file of prompts and answers")
+    p.add_argument("--task-arg", action="append", metavar="KEY=VALUE", help="task option (repeatable)")
     p.add_argument("--samples", type=int, default=1, help="responses per prompt (n of pass@k), default 1")
     p.add_argument("--k", default="1", help="comma-separated k values for pass@k, each <= --samples (default 1)")
     p.add_argument("--prompts", type=int, default=None, help="number of prompts (default: the whole split)")

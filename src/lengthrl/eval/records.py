@@ -24,7 +24,7 @@ class EvalRecord:
 
     prompt_id: str  # stable id of the prompt
     sample_idx: int  # 0..n_samples-1 within the prompt
-    length: int  # response length in tokens (EOS excluded)
+    length: int  # response length in tokens, as the generator counts it
     correct: bool  # verifier verdict
     truncated: bool = False  # hit the generation cap before EOS
     response: str = ""  # decoded response text

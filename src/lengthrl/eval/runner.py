@@ -2,9 +2,9 @@
 
 Generic over the generator. A policy is any object with
     generate(prompt_ids: list[list[int]], n: int, params) -> batch
-    tokenizer (with .encode(text) -> list[int] and .decode(ids, skip_special_tokens=True) -> str)
+    tokenizer (called as tokenizer(text)["input_ids"], or .encode(text); .decode(ids, skip_special_tokens=True))
 where `batch` has (attributes or keys) response_ids [P*n, T], response_mask [P*n, T], lengths [P*n] and
-truncated [P*n], rows ordered prompt-major (prompt 0 samples 0..n-1, then prompt 1, ...). The AR rollout engine
+truncated [P*n] (optionally a texts(tokenizer) method), rows ordered prompt-major (prompt 0 samples 0..n-1, then prompt 1, ...). The AR rollout engine
 (`lengthrl.rollout`) and the diffusion decoders provide this; a model directory is turned into one with
 `lengthrl.models.load_policy(dir)` (imported only when a path is given).
 """
@@ -50,8 +50,17 @@ def load_policy_from_dir(model_dir: str | Path):
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
-    ids = tokenizer.encode(text)
-    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+    """Token ids of a prompt: tokenizer(text)["input_ids"] (as the trainer encodes), else tokenizer.encode(text)."""
+    ids = tokenizer(text)["input_ids"] if callable(tokenizer) else tokenizer.encode(text)
+    return [int(t) for t in ids]
+
+
+def _texts(batch: Any, tokenizer: Any, ids: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Response texts: batch.texts(tokenizer) when the batch offers it (same decoding as in training), else the
+    masked response ids decoded with skip_special_tokens."""
+    if callable(getattr(batch, "texts", None)):
+        return list(batch.texts(tokenizer))
+    return [tokenizer.decode([int(t) for t in ids[r][mask[r]]], skip_special_tokens=True) for r in range(len(ids))]
 
 
 def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1,), sampling: Any = None, *,
@@ -97,9 +106,10 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
             if len(lengths) != len(chunk) * n_samples:
                 raise DataError(f"generator returned {len(lengths)} rows for {len(chunk)} prompts x {n_samples} "
                                 f"samples; it must return prompt-major rows, n per prompt")
+            texts = _texts(batch, tok, ids, mask)
             for row in range(len(lengths)):
                 sample = chunk[row // n_samples]
-                text = tok.decode([int(t) for t in ids[row][mask[row]]], skip_special_tokens=True)
+                text = texts[row]
                 score = task.score(sample, text)
                 records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
                                           length=int(lengths[row]), correct=bool(score.correct),

@@ -111,7 +111,7 @@ def test_run_eval_bad_config():
 
 
 def test_eval_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "load_policy_from_dir", lambda d: FakePolicy())
+    monkeypatch.setattr(runner, "load_policy_from_dir", lambda d, seed=0: (FakePolicy(), CharTok()))
     monkeypatch.setattr(eval_cli, "resolve_task", lambda name, data, args=None: Double())
     cmd = COMMANDS["eval"]
     p = argparse.ArgumentParser()
@@ -150,3 +150,8 @@ def test_batch_texts_and_callable_tokenizer():
     res = run_eval(Pol(), Double(), n_samples=2, n_prompts=1, progress=False)
     assert [r.response for r in res.records] == ["0", "nope"]
     assert [r.correct for r in res.records] == [True, False]
+
+
+def test_model_dir_errors(tmp_path):
+    with pytest.raises(ConfigError, match="directory not found"):
+        run_eval(str(tmp_path / "nope"), Double(), progress=False)

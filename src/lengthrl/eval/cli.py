@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,16 @@ def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] |
 
 
 def sampling_params(args: argparse.Namespace) -> Any:
-    """`lengthrl.rollout.SamplingParams` when available, else a plain dict of the same fields."""
-    fields = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    """`lengthrl.rollout.SamplingParams` (with the fields it has) when available, else a plain dict."""
+    fields = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+              "seed": args.seed}
     try:
         from lengthrl.rollout import SamplingParams  # noqa: PLC0415
     except ImportError:
         return fields
+    if dataclasses.is_dataclass(SamplingParams):
+        names = {f.name for f in dataclasses.fields(SamplingParams)}
+        fields = {k: v for k, v in fields.items() if k in names}
     return SamplingParams(**fields)
 
 

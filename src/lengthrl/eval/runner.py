@@ -37,16 +37,22 @@ def _field(batch: Any, name: str) -> np.ndarray:
     return np.asarray(val)
 
 
-def load_policy_from_dir(model_dir: str | Path):
-    """Load a trained policy directory with `lengthrl.models.load_policy` (lazy import)."""
+def load_policy_from_dir(model_dir: str | Path, seed: int = 0) -> tuple[Any, Any]:
+    """(policy, tokenizer) for a model directory: `lengthrl.models.load_policy(dir)` gives (model, tokenizer),
+    wrapped in the AR rollout engine `lengthrl.rollout.HFEngine` (imports are lazy)."""
     path = Path(model_dir)
     if not path.exists():
-        raise ConfigError(f"--model {path}: directory not found; give a run's model directory")
+        raise ConfigError(f"--model {path}: directory not found; give a run's model directory (e.g. RUN/final)")
     try:
-        from lengthrl.models import load_policy  # noqa: PLC0415  (optional, heavy)
+        from lengthrl.models import load_policy  # noqa: PLC0415  (heavy; only for a path)
+        from lengthrl.rollout import HFEngine  # noqa: PLC0415
     except ImportError as e:
-        raise ConfigError(f"--model: lengthrl.models.load_policy is not available ({e})") from None
-    return load_policy(str(path))
+        raise ConfigError(f"--model: the model loader / rollout engine is not available ({e})") from None
+    loaded = load_policy(str(path))
+    if hasattr(loaded, "generate") and hasattr(loaded, "tokenizer"):
+        return loaded, loaded.tokenizer
+    model, tok = loaded
+    return HFEngine(model, tok, seed=seed), tok
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -85,7 +91,8 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
         raise ConfigError(f"batch_prompts must be >= 1, got {batch_prompts}")
     if isinstance(policy, (str, Path)):
         model_name = model_name or str(policy)
-        policy = load_policy_from_dir(policy)
+        policy, loaded_tok = load_policy_from_dir(policy, seed)
+        tokenizer = tokenizer if tokenizer is not None else loaded_tok
     tok = tokenizer if tokenizer is not None else getattr(policy, "tokenizer", None)
     if tok is None or not hasattr(policy, "generate"):
         raise ConfigError("policy must have generate(prompt_ids, n, params) and a tokenizer")

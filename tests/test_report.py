@@ -30,6 +30,9 @@ def two_runs(tmp_path_factory):
     (collapse / "audit.json").write_text(json.dumps([{"loss": "grpo", "weight_ratio_long_short": 0.25},
                                                      {"loss": "luspo", "weight_ratio_long_short": 1.0}]))
     shutil.copy(root / "grow" / "eval.json", root / "grow" / "eval_copy.json")
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(collapse / "audit.png")
     return grow, collapse
 
 
@@ -58,7 +61,7 @@ def test_report_html_and_markdown(two_runs, tmp_path):
     md = (out / "report.md").read_text()
     # self-contained: every image is an embedded PNG, nothing is fetched
     srcs = re.findall(r"src='([^']*)'", page)
-    assert len(srcs) >= 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) >= 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert base64.b64decode(srcs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert not re.search(r"(href|src)=['\"]?(https?:)?//", page)
     # the collapsing run is flagged, the growing one is not
@@ -66,6 +69,8 @@ def test_report_html_and_markdown(two_runs, tmp_path):
     assert "length collapse at step" in sec
     assert "collapse at step" not in page.split("<h3>grow</h3>")[1].split("</ul>")[0]
     assert "weight_ratio_long_short" in page and "luspo" in md  # audit table
+    assert (out / "report_files" / "audit_collapse.png").exists() and "alt='audit'" in page
+    assert "length-controlled win rate" in page and "Head to head" in md
     assert "Sample responses" in page and "think think" in page
     assert (out / "report_files" / "dynamics.png").exists() and "Length dynamics" in page
     assert (out / "report_files" / "curves.png").exists() and "](report_files/curves.png)" in md

@@ -18,6 +18,7 @@ from typing import Any
 from lengthrl.analysis import plots
 from lengthrl.analysis.collapse import scan_collapse
 from lengthrl.analysis.dynamics import entropy_trend, group_length_spread, length_advantage_corr
+from lengthrl.analysis.lc import length_controlled_winrate
 from lengthrl.analysis.runs import Run, load_run, unique_names
 from lengthrl.commands import command
 from lengthrl.errors import DataError
@@ -139,6 +140,17 @@ def build_report(runs: list[Run], out_dir: str | Path, title: str = "lengthrl re
     header, rows = summary_rows(runs, names)
     H += ["<h2>Summary</h2>", _html_table(header, rows)]
     M += ["", "## Summary", "", _md_table(header, rows)]
+
+    with_eval = [(r, n) for r, n in zip(runs, names) if r.main_eval() is not None]
+    if len(with_eval) >= 2:
+        (base_run, base_name), rest = with_eval[0], with_eval[1:]
+        wrows = []
+        for r, n in rest:
+            fit = length_controlled_winrate(r.main_eval().records, base_run.main_eval().records)
+            wrows.append([n, _fmt(fit.raw_win_rate), _fmt(fit.lc_win_rate), _fmt(fit.phi), str(fit.n_pairs)])
+        wh = ["run", f"raw win rate vs {base_name}", "length-controlled win rate", "phi (length)", "pairs"]
+        H += ["<h2>Head to head (eval, length-controlled)</h2>", _html_table(wh, wrows)]
+        M += ["", "## Head to head (eval, length-controlled)", "", _md_table(wh, wrows)]
 
     H.append("<h2>Length dynamics and collapse</h2>")
     M += ["", "## Length dynamics and collapse", ""]

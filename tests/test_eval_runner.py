@@ -155,3 +155,15 @@ def test_batch_texts_and_callable_tokenizer():
 def test_model_dir_errors(tmp_path):
     with pytest.raises(ConfigError, match="directory not found"):
         run_eval(str(tmp_path / "nope"), Double(), progress=False)
+
+
+def test_failing_verifier_scores_wrong():
+    class Flaky(Double):
+        def score(self, sample, response):
+            if "pad pad" in response:
+                raise RuntimeError("verifier crashed")
+            return super().score(sample, response)
+
+    res = run_eval(FakePolicy(), Flaky(), n_samples=4, n_prompts=2, progress=False)
+    # samples 2 and 3 of each prompt contain "pad pad": 4 errors, scored wrong; sample 0 is right
+    assert res.metrics["verifier_errors"] == 4 and res.metrics["acc"] == 0.25

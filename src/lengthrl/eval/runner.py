@@ -12,6 +12,7 @@ truncated [P*n] (optionally a texts(tokenizer) method), rows ordered prompt-majo
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from lengthrl.errors import ConfigError, DataError
 from lengthrl.eval.metrics import summarize
 from lengthrl.eval.records import EvalRecord, EvalResult, save_eval
 from lengthrl.tasks.base import Sample, Task
+
+log = logging.getLogger("lengthrl.eval")
 
 
 def _field(batch: Any, name: str) -> np.ndarray:
@@ -101,6 +104,7 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
         raise DataError(f"task {task.name!r} gave no prompts for split {split!r}")
 
     records: list[EvalRecord] = []
+    verifier_errors = 0
     from rich.progress import Progress  # noqa: PLC0415
 
     with Progress(disable=not progress, transient=True) as bar:
@@ -117,13 +121,20 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
             for row in range(len(lengths)):
                 sample = chunk[row // n_samples]
                 text = texts[row]
-                score = task.score(sample, text)
+                try:
+                    score = task.score(sample, text)
+                    correct, reward = bool(score.correct), float(score.reward)
+                except Exception as e:  # noqa: BLE001  a failing verifier scores 0, as in training
+                    verifier_errors += 1
+                    log.warning("verifier of task %s failed on prompt %s: %r; scored as wrong", task.name, sample.id, e)
+                    correct, reward = False, 0.0
                 records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
-                                          length=int(lengths[row]), correct=bool(score.correct),
-                                          truncated=bool(trunc[row]), response=text, reward=float(score.reward)))
+                                          length=int(lengths[row]), correct=correct,
+                                          truncated=bool(trunc[row]), response=text, reward=reward))
             bar.advance(job, len(lengths))
 
     metrics = summarize(records, ks, baseline=baseline)
+    metrics["verifier_errors"] = verifier_errors
     if dataclasses.is_dataclass(sampling) and not isinstance(sampling, type):
         sampling = dataclasses.asdict(sampling)
     extra = {"ks": list(ks), "sampling": sampling if isinstance(sampling, (dict, type(None))) else repr(sampling)}

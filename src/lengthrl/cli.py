@@ -17,6 +17,9 @@ COMMAND_MODULES = [
     "lengthrl.docsgen",
     "lengthrl.train.cli",
     "lengthrl.rewards.cli",
+    "lengthrl.eval.cli",
+    "lengthrl.analysis.compare",
+    "lengthrl.analysis.report",
 ]
 
 

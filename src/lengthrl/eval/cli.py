@@ -1,0 +1,119 @@
+"""`lengthrl eval`: sample, verify, and print / save accuracy, pass@k and length metrics."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from lengthrl.commands import command
+from lengthrl.errors import ConfigError
+from lengthrl.eval.records import load_eval
+from lengthrl.eval.runner import run_eval
+from lengthrl.tasks.base import Task
+
+
+def parse_ks(text: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16]; a bad list raises ConfigError naming --k."""
+    try:
+        ks = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise ConfigError(f"--k {text!r}: give comma-separated positive integers, e.g. --k 1,4,16") from None
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"--k {text!r}: give comma-separated positive integers, e.g. --k 1,4,16")
+    return ks
+
+
+def parse_task_args(items: list[str] | None) -> dict[str, Any]:
+    """['digits=3', 'name=x'] -> {'digits': 3, 'name': 'x'} (values read as JSON when they parse, else text)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--task-arg {item!r}: write KEY=VALUE, e.g. --task-arg digits=3")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] | None = None) -> Task:
+    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("file", path=data, **task_args)`."""
+    import lengthrl.tasks as tasks  # noqa: PLC0415
+
+    get_task = getattr(tasks, "get_task", None)
+    if get_task is None:
+        raise ConfigError("--task/--data: lengthrl.tasks.get_task is not available in this build")
+    if data is not None:
+        return get_task("file", path=data, **(task_args or {}))
+    return get_task(name, **(task_args or {}))
+
+
+def sampling_params(args: argparse.Namespace) -> Any:
+    """`lengthrl.rollout.SamplingParams` (with the fields it has) when available, else a plain dict."""
+    fields = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+              "seed": args.seed}
+    try:
+        from lengthrl.rollout import SamplingParams  # noqa: PLC0415
+    except ImportError:
+        return fields
+    if dataclasses.is_dataclass(SamplingParams):
+        names = {f.name for f in dataclasses.fields(SamplingParams)}
+        fields = {k: v for k, v in fields.items() if k in names}
+    return SamplingParams(**fields)
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    """A two-column rich table of metrics."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+@command("eval", help="Evaluate a model: accuracy, pass@k, length split by correctness, truncation, AES.",
+         examples=["lengthrl eval --model runs/demo/model --task arith --samples 16 --k 1,4,16 --out runs/demo/eval.json",
+                   "lengthrl eval --model runs/demo/model --data test.jsonl --baseline runs/base/eval.json"])
+def run(args: argparse.Namespace) -> int:
+    """Run the `eval` subcommand."""
+    ks = parse_ks(args.k)
+    if ks[-1] > args.samples:
+        raise ConfigError(f"--k {args.k}: each k must be <= --samples ({args.samples}); raise --samples or drop k")
+    task = resolve_task(args.task, args.data, parse_task_args(args.task_arg))
+    baseline = load_eval(args.baseline).metrics if args.baseline else None
+    out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    result = run_eval(args.model, task, args.samples, ks, sampling_params(args), n_prompts=args.prompts,
+                      split=args.split, seed=args.seed, batch_prompts=args.batch_prompts, out=out,
+                      baseline=baseline, progress=not args.no_progress)
+    metrics = {k: v for k, v in result.metrics.items() if v is not None}
+    print_metrics(metrics, f"{result.model} on {result.task} ({args.samples} samples/prompt) -> {out}")
+    return 0
+
+
+@run.args
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory (a run's saved policy)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--task", help="registered task name")
+    src.add_argument("--data", help="JSONL/CSV/parquet file of prompts and answers")
+    p.add_argument("--task-arg", action="append", metavar="KEY=VALUE", help="task option (repeatable)")
+    p.add_argument("--samples", type=int, default=1, help="responses per prompt (n of pass@k), default 1")
+    p.add_argument("--k", default="1", help="comma-separated k values for pass@k, each <= --samples (default 1)")
+    p.add_argument("--prompts", type=int, default=None, help="number of prompts (default: the whole split)")
+    p.add_argument("--split", default="test", help="task split, default test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--batch-prompts", type=int, default=8, help="prompts per generate call")
+    p.add_argument("--baseline", default=None, help="eval JSON of the baseline model, for AES")
+    p.add_argument("--out", default=None, help="eval JSON to write (default MODEL/eval.json)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,0 +1,145 @@
+"""`run_eval`: sample n responses per prompt, verify them, and write an eval file.
+
+Generic over the generator. A policy is any object with
+    generate(prompt_ids: list[list[int]], n: int, params) -> batch
+    tokenizer (called as tokenizer(text)["input_ids"], or .encode(text); .decode(ids, skip_special_tokens=True))
+where `batch` has (attributes or keys) response_ids [P*n, T], response_mask [P*n, T], lengths [P*n] and
+truncated [P*n] (optionally a texts(tokenizer) method), rows ordered prompt-major (prompt 0 samples 0..n-1, then prompt 1, ...). The AR rollout engine
+(`lengthrl.rollout`) and the diffusion decoders provide this; a model directory is turned into one with
+`lengthrl.models.load_policy(dir)` (imported only when a path is given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lengthrl.errors import ConfigError, DataError
+from lengthrl.eval.metrics import summarize
+from lengthrl.eval.records import EvalRecord, EvalResult, save_eval
+from lengthrl.tasks.base import Sample, Task
+
+log = logging.getLogger("lengthrl.eval")
+
+
+def _field(batch: Any, name: str) -> np.ndarray:
+    """batch.name or batch[name] as a numpy array (torch CPU tensors and lists both work)."""
+    val = getattr(batch, name, None)
+    if val is None and isinstance(batch, dict):
+        val = batch.get(name)
+    if val is None:
+        raise DataError(f"generator output has no field {name!r}; it must provide "
+                        "response_ids, response_mask, lengths and truncated")
+    if hasattr(val, "detach"):
+        val = val.detach().cpu().numpy()
+    return np.asarray(val)
+
+
+def load_policy_from_dir(model_dir: str | Path, seed: int = 0) -> tuple[Any, Any]:
+    """(policy, tokenizer) for a model directory: `lengthrl.models.load_policy(dir)` gives (model, tokenizer),
+    wrapped in the AR rollout engine `lengthrl.rollout.HFEngine` (imports are lazy)."""
+    path = Path(model_dir)
+    if not path.exists():
+        raise ConfigError(f"--model {path}: directory not found; give a run's model directory (e.g. RUN/final)")
+    try:
+        from lengthrl.models import load_policy  # noqa: PLC0415  (heavy; only for a path)
+        from lengthrl.rollout import HFEngine  # noqa: PLC0415
+    except ImportError as e:
+        raise ConfigError(f"--model: the model loader / rollout engine is not available ({e})") from None
+    loaded = load_policy(str(path))
+    if hasattr(loaded, "generate") and hasattr(loaded, "tokenizer"):
+        return loaded, loaded.tokenizer
+    model, tok = loaded
+    return HFEngine(model, tok, seed=seed), tok
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a prompt: tokenizer(text)["input_ids"] (as the trainer encodes), else tokenizer.encode(text)."""
+    ids = tokenizer(text)["input_ids"] if callable(tokenizer) else tokenizer.encode(text)
+    return [int(t) for t in ids]
+
+
+def _texts(batch: Any, tokenizer: Any, ids: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Response texts: batch.texts(tokenizer) when the batch offers it (same decoding as in training), else the
+    masked response ids decoded with skip_special_tokens."""
+    if callable(getattr(batch, "texts", None)):
+        return list(batch.texts(tokenizer))
+    return [tokenizer.decode([int(t) for t in ids[r][mask[r]]], skip_special_tokens=True) for r in range(len(ids))]
+
+
+def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1,), sampling: Any = None, *,
+             samples: Sequence[Sample] | None = None, n_prompts: int | None = None, split: str = "test",
+             seed: int = 0, batch_prompts: int = 8, out: str | Path | None = None,
+             baseline: dict[str, Any] | None = None, progress: bool = True, model_name: str | None = None,
+             tokenizer: Any = None) -> EvalResult:
+    """Evaluate `policy` on `task` with `n_samples` responses per prompt and return (and optionally write) the
+    eval result.
+
+    policy: a policy object (see module doc) or a model directory path. samples: the prompts (default
+    `task.samples(split, n_prompts, seed)`). ks: the k of pass@k (each <= n_samples). sampling: passed to
+    `generate` unchanged. batch_prompts: prompts per `generate` call. baseline: a summary dict (acc, len/mean)
+    for AES. progress: show a rich progress bar.
+    """
+    if n_samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {n_samples}")
+    bad_k = [k for k in ks if k < 1 or k > n_samples]
+    if bad_k:
+        raise ConfigError(f"--k {','.join(map(str, bad_k))}: each k must be in 1..--samples ({n_samples})")
+    if batch_prompts < 1:
+        raise ConfigError(f"batch_prompts must be >= 1, got {batch_prompts}")
+    if isinstance(policy, (str, Path)):
+        model_name = model_name or str(policy)
+        policy, loaded_tok = load_policy_from_dir(policy, seed)
+        tokenizer = tokenizer if tokenizer is not None else loaded_tok
+    tok = tokenizer if tokenizer is not None else getattr(policy, "tokenizer", None)
+    if tok is None or not hasattr(policy, "generate"):
+        raise ConfigError("policy must have generate(prompt_ids, n, params) and a tokenizer")
+    prompts = list(samples) if samples is not None else task.samples(split, n_prompts, seed)
+    if not prompts:
+        raise DataError(f"task {task.name!r} gave no prompts for split {split!r}")
+
+    records: list[EvalRecord] = []
+    verifier_errors = 0
+    from rich.progress import Progress  # noqa: PLC0415
+
+    with Progress(disable=not progress, transient=True) as bar:
+        job = bar.add_task(f"eval {task.name}", total=len(prompts) * n_samples)
+        for start in range(0, len(prompts), batch_prompts):
+            chunk = prompts[start:start + batch_prompts]
+            batch = policy.generate([_encode(tok, s.prompt) for s in chunk], n_samples, sampling)
+            ids, mask = _field(batch, "response_ids"), _field(batch, "response_mask").astype(bool)
+            lengths, trunc = _field(batch, "lengths"), _field(batch, "truncated").astype(bool)
+            if len(lengths) != len(chunk) * n_samples:
+                raise DataError(f"generator returned {len(lengths)} rows for {len(chunk)} prompts x {n_samples} "
+                                f"samples; it must return prompt-major rows, n per prompt")
+            texts = _texts(batch, tok, ids, mask)
+            for row in range(len(lengths)):
+                sample = chunk[row // n_samples]
+                text = texts[row]
+                try:
+                    score = task.score(sample, text)
+                    correct, reward = bool(score.correct), float(score.reward)
+                except Exception as e:  # noqa: BLE001  a failing verifier scores 0, as in training
+                    verifier_errors += 1
+                    log.warning("verifier of task %s failed on prompt %s: %r; scored as wrong", task.name, sample.id, e)
+                    correct, reward = False, 0.0
+                records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
+                                          length=int(lengths[row]), correct=correct,
+                                          truncated=bool(trunc[row]), response=text, reward=reward))
+            bar.advance(job, len(lengths))
+
+    metrics = summarize(records, ks, baseline=baseline)
+    metrics["verifier_errors"] = verifier_errors
+    if dataclasses.is_dataclass(sampling) and not isinstance(sampling, type):
+        sampling = dataclasses.asdict(sampling)
+    extra = {"ks": list(ks), "sampling": sampling if isinstance(sampling, (dict, type(None))) else repr(sampling)}
+    result = EvalResult(model=model_name or type(policy).__name__, task=task.name, n_samples=n_samples,
+                        metrics=metrics, records=records, extra=extra)
+    if out is not None:
+        save_eval(result, out)
+    return result

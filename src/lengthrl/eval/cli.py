@@ -41,14 +41,11 @@ def parse_task_args(items: list[str] | None) -> dict[str, Any]:
 
 
 def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] | None = None) -> Task:
-    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("file", path=data, **task_args)`."""
-    import lengthrl.tasks as tasks  # noqa: PLC0415
+    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("data", path=data, **task_args)`."""
+    from lengthrl.tasks import get_task  # noqa: PLC0415
 
-    get_task = getattr(tasks, "get_task", None)
-    if get_task is None:
-        raise ConfigError("--task/--data: lengthrl.tasks.get_task is not available in this build")
     if data is not None:
-        return get_task("file", path=data, **(task_args or {}))
+        return get_task("data", path=data, **(task_args or {}))
     return get_task(name, **(task_args or {}))
 
 

@@ -58,6 +58,8 @@ def test_bad_group_size():
         ("arora_zanette", {"alpha": 1.0}, r"alpha = 1 is out of range"),
         ("grpo_lambda", {"lam": 0}, r"lam = 0 is out of range"),
         ("ruler", {"target": 5, "edges": [3, 2]}, r"strictly increasing"),
+        ("ruler", {"target": 5, "match": "exact"}, r"match = 'exact'; valid: flexible, precise"),
+        ("ruler", {"target": 60, "match": "precise"}, r"target 60 has no precise-match range; use one of 10, 30"),
         ("longwriter", {"lo": 5, "hi": 3, "max_len": 9}, r"hi must be >= lo"),
         ("surrogate", {"max_len": 10, "peak": 1.0}, r"peak = 1 is out of range"),
         ("hbpo", {"budget": -1}, r"budget must be > 0"),

@@ -125,11 +125,12 @@ def test_drpo_correct_never_negative_and_sums(b):
     for k in range(0, len(L), g):
         pos = [a[i] for i in range(k, k + g) if c[i]]
         neg = [a[i] for i in range(k, k + g) if not c[i]]
-        assert all(v >= 0 for v in pos) and all(v < 0 for v in neg)
-        if pos:
+        assert all(v >= 0 for v in pos) and all(v <= 0 for v in neg)
+        if pos and neg:
             assert math.isclose(sum(pos), 1.0, abs_tol=1e-5)
-        if neg:
             assert math.isclose(sum(neg), -1.0, abs_tol=1e-5)
+        else:
+            assert all(v == 0 for v in pos + neg)
 
 
 @SETTINGS

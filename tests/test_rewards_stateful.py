@@ -69,7 +69,7 @@ def test_drpo_object_tracks_weight_of_shortest():
     assert d.mean_weight_shortest == pytest.approx(float(a[0]), abs=1e-6)
     d2 = DRPO(max_len=50)
     d2.load_state_dict(d.state_dict())
-    assert d2.correct_groups == 1
+    assert d2.mixed_groups == 1
 
 
 def test_luspo_recipe_composite():

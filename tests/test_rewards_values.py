@@ -109,8 +109,13 @@ def test_l1_exact_and_max_hand_values():
 
 
 def test_ruler_buckets():
-    # default edges ... 20, 40, 65 ...: target 25 lies in [20, 40)
-    close(length_reward("ruler", [10, 20, 39, 40], [0, 1, 1, 1], 4, target=25), [0.0, 1.0, 1.0, 0.0])
+    # flexible: target 80 -> bucket (60, 100]; target 30 -> (20, 40]
+    close(length_reward("ruler", [60, 61, 100, 101], [0, 1, 1, 1], 4, target=80), [0.0, 1.0, 1.0, 0.0])
+    close(length_reward("ruler", [20, 21, 40, 41], [1, 1, 1, 1], 4, target=30), [0.0, 1.0, 1.0, 0.0])
+    # precise: target 80 -> (70, 90]; > 800 -> (800, inf)
+    close(length_reward("ruler", [70, 71, 90, 95], [1, 1, 1, 1], 4, target=80, match="precise"), [0.0, 1.0, 1.0, 0.0])
+    close(length_reward("ruler", [800, 5000], [1, 1], 2, target=900, match="precise"), [0.0, 1.0])
+    # custom edges, per-sample target
     close(length_reward("ruler", [5, 5], [1, 1], 2, target=[3, 50], edges=[10]), [1.0, 0.0])
 
 
@@ -134,7 +139,10 @@ def test_drpo_weights_hand_values():
     s = sum(e)
     close(length_reward("drpo", L4, C4, 4, max_len=50), [e[0] / s, e[1] / s, -1.0, e[2] / s])
     assert e[0] / s == pytest.approx(0.878878, abs=1e-6)
-    # two wrong answers share -1; a group with no wrong answer still ranks by length
+    # groups of 2: mixed groups -> (+1, -1); all-correct and all-wrong groups -> 0
+    close(length_reward("drpo", [10, 10, 20, 20, 5, 9, 5, 9], [1, 0, 0, 1, 1, 1, 0, 0], 2, max_len=50),
+          [1.0, -1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    # two wrong answers share -1
     close(length_reward("drpo", [10, 10, 20, 20], [1, 0, 0, 1], 4, max_len=50, lam=1.0),
           [math.exp(0.8) / (math.exp(0.8) + math.exp(0.6)), -0.5, -0.5, math.exp(0.6) / (math.exp(0.8) + math.exp(0.6))])
 

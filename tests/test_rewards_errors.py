@@ -103,3 +103,17 @@ def test_cli_evaluates_a_reward(capsys):
 def test_bool_lengths_rejected():
     with pytest.raises(DataError, match="bool"):
         length_reward("kimi", torch.tensor([True, False]), [1, 0], 2)
+
+
+def test_length_pressure_hand_value_and_probe_directions(capsys):
+    from lengthrl.rewards.probe import length_pressure, probe
+
+    # one group, L = (10, 30), A = (+1, -1): cov = ((1)(-10) + (-1)(10))/2 = -10; / mean 20 -> -0.5
+    assert length_pressure([1.0, -1.0], [10, 30], 2) == -0.5
+    rows = {r["name"]: r for r in probe(prompts=64, seed=3)}
+    assert set(rows) == set(LENGTH_REWARDS)
+    assert rows["dler"]["pressure"] < 0 and rows["kimi"]["pressure"] < 0
+    # cosine (Yeo et al.): shorter when correct, longer when wrong
+    assert rows["cosine"]["pressure_correct"] < 0 < rows["cosine"]["pressure_wrong"]
+    assert rewards_cli.run(_parser().parse_args(["--probe", "--seed", "1"])) == 0
+    assert "cosine" in capsys.readouterr().out

@@ -34,8 +34,10 @@ def cosine(lengths, correct, group_size, *, max_len=REQUIRED, r0_correct=2.0, rL
 
     Paper values: r0_correct = 2, rL_correct = 1, r0_wrong = -10, rL_wrong = 0, r_exceed = -10.
     Correct answers prefer short, wrong answers prefer long (think more when unsure); responses that run
-    into the cap are punished. The paper writes CosFn with (eta_min, eta_max) arguments; we read r_0 as the
-    value at length 0 and r_L as the value at L_max, which is the behaviour the paper describes.
+    into the cap are punished. The paper writes CosFn with (eta_min, eta_max) arguments; r_0 is the value
+    at length 0 and r_L the value at L_max, as in the released code (which swaps the arguments for wrong
+    answers to get this). The released code applies r_exceed when L + 16 >= L_max (a safety margin for
+    tokenisation); here it applies when L >= L_max: pass a smaller max_len to reproduce the margin.
     """
     T = number(max_len, "max_len", lo=0, lo_open=True)
     vals = [number(v, k) for k, v in (("r0_correct", r0_correct), ("rL_correct", rL_correct),

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lengthrl.errors import DataError
 from lengthrl.rewards import HAPO, LENGTH_REWARDS, dynamic_sampling_filter, length_reward
 
 MAXL = 200
@@ -169,3 +170,20 @@ def test_dynamic_sampling_keeps_exactly_groups_with_spread(b):
     want = (rg.max(1).values > rg.min(1).values).repeat_interleave(g)
     assert torch.equal(keep, want)
     assert math.isclose(frac, float(want.double().mean()), abs_tol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches(), st.data())
+def test_a_bad_length_anywhere_is_named(b, data):
+    L, c, g = b
+    i = data.draw(st.integers(0, len(L) - 1))
+    bad = data.draw(st.sampled_from([float("nan"), float("inf"), -1.0, 0.5]))
+    L2 = [float(x) for x in L]
+    L2[i] = bad
+    name = data.draw(st.sampled_from(sorted(HPARAMS)))
+    try:
+        length_reward(name, L2, c, g, **HPARAMS[name])
+    except DataError as e:
+        assert f"lengths[{i}]" in str(e)
+    else:
+        raise AssertionError("no error")

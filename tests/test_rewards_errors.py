@@ -117,3 +117,13 @@ def test_length_pressure_hand_value_and_probe_directions(capsys):
     assert rows["cosine"]["pressure_correct"] < 0 < rows["cosine"]["pressure_wrong"]
     assert rewards_cli.run(_parser().parse_args(["--probe", "--seed", "1"])) == 0
     assert "cosine" in capsys.readouterr().out
+
+
+def test_rewards_command_through_the_cli_frame(monkeypatch, capsys):
+    from lengthrl import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["lengthrl.rewards.cli"])
+    assert cli.main(["rewards", "--name", "dler"]) == 0
+    assert "DLER 2510.15110" in capsys.readouterr().out
+    assert cli.main(["rewards", "--name", "nope"]) == 2  # a LengthRLError becomes a one-line message
+    assert "unknown length reward 'nope'; valid names: dapo_overlong" in capsys.readouterr().err

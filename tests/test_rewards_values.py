@@ -130,7 +130,9 @@ def test_cosine_hand_values():
 
 
 def test_surrogate_peak():
-    close(length_reward("surrogate", [10, 20, 40, 20, 50], [1, 1, 1, 0, 1], 5, max_len=40), [1.5, 2.0, 1.0, 0.0, 1.0])
+    # L_max = 40, p = 0.5: g(0.25) = 1 - 0.5^2 = 0.75, g(0.5) = 1, g(0.75) = 1 - 2 * 0.5^2 = 0.5, g(1) = -1
+    r = length_reward("surrogate", [10, 20, 30, 40, 50, 20, 40], [1, 1, 1, 1, 1, 0, 0], 7, max_len=40)
+    close(r, [1.75, 2.0, 1.5, 0.0, 0.0, 0.0, -1.0])
 
 
 def test_drpo_weights_hand_values():

@@ -134,3 +134,9 @@ def test_composite_format_term_needs_flags():
     comp = CompositeReward.from_config([{"name": "format"}])
     with pytest.raises(ConfigError, match="format_ok"):
         comp([1, 2], [1, 1], 2)
+
+
+def test_composite_refuses_history_at_call_time():
+    comp = CompositeReward.from_config([{"name": "hapo"}])
+    with pytest.raises(ConfigError, match="history are used by no term"):
+        comp([1, 2], [1, 1], 2, prompt_ids=["p"], history=5)

@@ -26,7 +26,7 @@ BASE_TERMS = {
     "format": "format reward: the `format_ok` flag (1 if the response follows the template)",
 }
 # Hyperparameters that are naturally per-sample and may be supplied at call time instead of in the config.
-CALL_TIME = {"target", "budget", "lo", "hi", "history"}
+CALL_TIME = {"target", "budget", "lo", "hi"}
 
 
 def term_names() -> list[str]:
@@ -121,7 +121,9 @@ class CompositeReward:
         n = L.numel()
         c = as_correct(correct, n)
         g = check_group_size(n, group_size)
-        unused = set(per_sample) - {k for t in self.terms if t.name in LENGTH_REWARDS for k in LENGTH_REWARDS[t.name].hparams}
+        used = {k for t in self.terms if t.name in LENGTH_REWARDS for k in LENGTH_REWARDS[t.name].hparams}
+        used -= {k for obj in self.stateful.values() for k in obj._state_fed}
+        unused = set(per_sample) - used
         if unused:
             raise ConfigError(f"per-sample input(s) {', '.join(sorted(unused))} are used by no term of this reward")
         parts: dict[str, torch.Tensor] = {}

@@ -45,9 +45,11 @@ class StatefulLengthReward:
     _state_fed: set[str] = set()  # hyperparameters the object supplies from its state
 
     def state_dict(self) -> dict:
+        """Plain-Python state (name, hyperparameters and the subclass's own state) for checkpoints."""
         return {"name": self.name, "hparams": dict(self.hparams), **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore from `state_dict()` output (hyperparameters included); a state of another reward is refused."""
         if state.get("name") != self.name:
             raise ConfigError(f"state_dict is for {state.get('name')!r}, not {self.name!r}")
         self.hparams = dict(state.get("hparams", {}))

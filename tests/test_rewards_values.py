@@ -33,6 +33,8 @@ def test_dapo_overlong_hand_values():
 
 def test_dler_truncation_only():
     close(length_reward("dler", [10, 30, 31, 5], [1, 1, 1, 0], 2, max_len=30), [1.0, 1.0, 0.0, 0.0])
+    # generation capped at 30: the cut-off response (L == 30, truncated) gets 0 too
+    close(length_reward("dler", [10, 30], [1, 1], 2, max_len=30, truncated=[False, True]), [1.0, 0.0])
 
 
 def test_kimi_hand_values():

@@ -14,7 +14,6 @@ from lengthrl.errors import LengthRLError
 COMMAND_MODULES = [
     "lengthrl.objectives.cli",
     "lengthrl.analysis.audit",
-    "lengthrl.rewards.cli",
 ]
 
 

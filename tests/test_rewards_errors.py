@@ -62,7 +62,7 @@ def test_bad_group_size():
         ("ruler", {"target": 60, "match": "precise"}, r"target 60 has no precise-match range; use one of 10, 30"),
         ("longwriter", {"lo": 5, "hi": 3, "max_len": 9}, r"hi must be >= lo"),
         ("surrogate", {"max_len": 10, "peak": 1.0}, r"peak = 1 is out of range"),
-        ("hbpo", {"budget": -1}, r"budget must be > 0"),
+        ("hbpo", {"target": -1}, r"target must be > 0"),
         ("drpo", {"max_len": "x"}, r"max_len = 'x'; pass a number"),
     ],
 )

@@ -21,7 +21,7 @@ HPARAMS = {
     "shorter_better": {},
     "grpo_lambda": {},
     "hapo": {"history": 60},
-    "hbpo": {"budget": 50, "max_len": MAXL},
+    "hbpo": {"target": 50, "max_len": MAXL},
     "l1_exact": {"target": 80},
     "l1_max": {"target": 80},
     "ruler": {"target": 80},
@@ -72,7 +72,7 @@ def test_per_sample_rewards_non_increasing_in_length(a, b, ok):
 def test_hbpo_paper_equation_is_not_monotone_past_the_context():
     # As written in the paper, a correct answer just under L_max can score below 0 (f1 = beta cos(~pi/2) -
     # alpha |n - b|) while n > L_max scores 0. With generation capped at L_max, n > L_max never occurs.
-    r = length_reward("hbpo", [199, 201], [1, 1], 1, budget=50, max_len=MAXL)
+    r = length_reward("hbpo", [199, 201], [1, 1], 1, target=50, max_len=MAXL)
     assert r[0] < 0 and r[1] == 0
 
 

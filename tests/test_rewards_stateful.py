@@ -97,7 +97,7 @@ def test_composite_per_sample_target_duplicates_and_task_reward():
     with pytest.raises(ConfigError, match="needs hyperparameter"):
         comp([10, 20], [1, 0], 2)  # target neither in config nor in the call
     with pytest.raises(ConfigError, match="used by no term"):
-        comp([10, 20], [1, 0], 2, target=5, budget=3)
+        comp([10, 20], [1, 0], 2, target=5, lo=3)
 
 
 def test_composite_with_hapo_keeps_state():

@@ -88,7 +88,7 @@ def test_hapo_hand_values():
 
 def test_hbpo_hand_values():
     # b = 25, L_max = 50, beta = 4, alpha = 1/50
-    r = length_reward("hbpo", [10, 25, 40, 60, 10], [1, 1, 1, 1, 0], 5, budget=25, max_len=50)
+    r = length_reward("hbpo", [10, 25, 40, 60, 10], [1, 1, 1, 1, 0], 5, target=25, max_len=50)
     f2 = 4 * math.cos(math.pi * 25 / 100)  # 2.828427
     f1_40 = 4 * math.cos(math.pi * 40 / 100) - 15 / 50  # 0.936068
     close(r, [f2, f2, f1_40, 0.0, 0.0])

@@ -26,7 +26,7 @@ BASE_TERMS = {
     "format": "format reward: the `format_ok` flag (1 if the response follows the template)",
 }
 # Hyperparameters that are naturally per-sample and may be supplied at call time instead of in the config.
-CALL_TIME = {"target", "budget", "lo", "hi", "truncated"}
+CALL_TIME = {"target", "lo", "hi", "truncated"}
 
 
 def term_names() -> list[str]:
@@ -115,7 +115,7 @@ class CompositeReward:
     def __call__(self, lengths, correct, group_size: int, *, format_ok=None, task_reward=None,
                  prompt_ids=None, **per_sample) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """lengths [N], correct [N]; `format_ok` [N] for a format term, `task_reward` [N] to replace c in the
-        correct term, `prompt_ids` for HAPO, and per-sample inputs (target=, budget=, lo=, hi=, truncated=)
+        correct term, `prompt_ids` for HAPO, and per-sample inputs (target=, lo=, hi=, truncated=)
         given to every term that takes them. Returns (total [N] float32, per-term raw values [N] float32)."""
         L = as_lengths(lengths)
         n = L.numel()

@@ -123,6 +123,7 @@ def test_composite_with_hapo_keeps_state():
         ([], r"at least one term"),
         ("dler", r"must be a list"),
         ([["dler"]], r"reward term #0: expected a dict"),
+        ([{"name": "drpo", "max_len": 9}], r"reward term #0 \(drpo\): gives advantage-like weights, not a reward"),
     ],
 )
 def test_composite_config_errors_name_term_and_key(cfg, match):

@@ -67,6 +67,11 @@ class RewardSpec:
                 raise ConfigError(f"{where} ({self.name}): takes no hyperparameters, got key(s) {', '.join(sorted(self.hparams))}")
             return
         spec = LENGTH_REWARDS[self.name]
+        if spec.kind == "advantage":
+            raise ConfigError(
+                f"{where} ({self.name}): gives advantage-like weights, not a reward; use it in place of the "
+                f"advantages (length_reward({self.name!r}, ...) or the {self.name.upper()} object), not as a reward term"
+            )
         fed = STATEFUL_REWARDS[self.name]._state_fed if self.name in STATEFUL_REWARDS else set()
         bad = sorted(set(self.hparams) - (spec.hparams - fed))
         if bad:

@@ -46,6 +46,9 @@ def test_bad_group_size():
         length_reward("kimi", [1, 2, 3], [1, 1, 1], 2)
     with pytest.raises(ConfigError, match="group_size = 0"):
         length_reward("kimi", [1, 2], [1, 1], 0)
+    with pytest.raises(ConfigError, match="group_size = 2.0; pass a positive int"):
+        length_reward("kimi", [1, 2], [1, 1], 2.0)
+    assert length_reward("kimi", [1, 2], [1, 1], torch.tensor(2)).tolist() == [0.5, -0.5]
 
 
 @pytest.mark.parametrize(

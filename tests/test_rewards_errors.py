@@ -46,6 +46,9 @@ def test_bad_group_size():
         length_reward("kimi", [1, 2, 3], [1, 1, 1], 2)
     with pytest.raises(ConfigError, match="group_size = 0"):
         length_reward("kimi", [1, 2], [1, 1], 0)
+    with pytest.raises(ConfigError, match="group_size = 2.0; pass a positive int"):
+        length_reward("kimi", [1, 2], [1, 1], 2.0)
+    assert length_reward("kimi", [1, 2], [1, 1], torch.tensor(2)).tolist() == [0.5, -0.5]
 
 
 @pytest.mark.parametrize(
@@ -58,9 +61,11 @@ def test_bad_group_size():
         ("arora_zanette", {"alpha": 1.0}, r"alpha = 1 is out of range"),
         ("grpo_lambda", {"lam": 0}, r"lam = 0 is out of range"),
         ("ruler", {"target": 5, "edges": [3, 2]}, r"strictly increasing"),
+        ("ruler", {"target": 5, "match": "exact"}, r"match = 'exact'; valid: flexible, precise"),
+        ("ruler", {"target": 60, "match": "precise"}, r"target 60 has no precise-match range; use one of 10, 30"),
         ("longwriter", {"lo": 5, "hi": 3, "max_len": 9}, r"hi must be >= lo"),
         ("surrogate", {"max_len": 10, "peak": 1.0}, r"peak = 1 is out of range"),
-        ("hbpo", {"budget": -1}, r"budget must be > 0"),
+        ("hbpo", {"target": -1}, r"target must be > 0"),
         ("drpo", {"max_len": "x"}, r"max_len = 'x'; pass a number"),
     ],
 )
@@ -101,3 +106,27 @@ def test_cli_evaluates_a_reward(capsys):
 def test_bool_lengths_rejected():
     with pytest.raises(DataError, match="bool"):
         length_reward("kimi", torch.tensor([True, False]), [1, 0], 2)
+
+
+def test_length_pressure_hand_value_and_probe_directions(capsys):
+    from lengthrl.rewards.probe import length_pressure, probe
+
+    # one group, L = (10, 30), A = (+1, -1): cov = ((1)(-10) + (-1)(10))/2 = -10; / mean 20 -> -0.5
+    assert length_pressure([1.0, -1.0], [10, 30], 2) == -0.5
+    rows = {r["name"]: r for r in probe(prompts=64, seed=3)}
+    assert set(rows) == set(LENGTH_REWARDS)
+    assert rows["dler"]["pressure"] < 0 and rows["kimi"]["pressure"] < 0
+    # cosine (Yeo et al.): shorter when correct, longer when wrong
+    assert rows["cosine"]["pressure_correct"] < 0 < rows["cosine"]["pressure_wrong"]
+    assert rewards_cli.run(_parser().parse_args(["--probe", "--seed", "1"])) == 0
+    assert "cosine" in capsys.readouterr().out
+
+
+def test_rewards_command_through_the_cli_frame(monkeypatch, capsys):
+    from lengthrl import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["lengthrl.rewards.cli"])
+    assert cli.main(["rewards", "--name", "dler"]) == 0
+    assert "DLER 2510.15110" in capsys.readouterr().out
+    assert cli.main(["rewards", "--name", "nope"]) == 2  # a LengthRLError becomes a one-line message
+    assert "unknown length reward 'nope'; valid names: dapo_overlong" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lengthrl.errors import DataError
 from lengthrl.rewards import HAPO, LENGTH_REWARDS, dynamic_sampling_filter, length_reward
 
 MAXL = 200
@@ -20,7 +21,7 @@ HPARAMS = {
     "shorter_better": {},
     "grpo_lambda": {},
     "hapo": {"history": 60},
-    "hbpo": {"budget": 50, "max_len": MAXL},
+    "hbpo": {"target": 50, "max_len": MAXL},
     "l1_exact": {"target": 80},
     "l1_max": {"target": 80},
     "ruler": {"target": 80},
@@ -71,7 +72,7 @@ def test_per_sample_rewards_non_increasing_in_length(a, b, ok):
 def test_hbpo_paper_equation_is_not_monotone_past_the_context():
     # As written in the paper, a correct answer just under L_max can score below 0 (f1 = beta cos(~pi/2) -
     # alpha |n - b|) while n > L_max scores 0. With generation capped at L_max, n > L_max never occurs.
-    r = length_reward("hbpo", [199, 201], [1, 1], 1, budget=50, max_len=MAXL)
+    r = length_reward("hbpo", [199, 201], [1, 1], 1, target=50, max_len=MAXL)
     assert r[0] < 0 and r[1] == 0
 
 
@@ -125,11 +126,12 @@ def test_drpo_correct_never_negative_and_sums(b):
     for k in range(0, len(L), g):
         pos = [a[i] for i in range(k, k + g) if c[i]]
         neg = [a[i] for i in range(k, k + g) if not c[i]]
-        assert all(v >= 0 for v in pos) and all(v < 0 for v in neg)
-        if pos:
+        assert all(v >= 0 for v in pos) and all(v <= 0 for v in neg)
+        if pos and neg:
             assert math.isclose(sum(pos), 1.0, abs_tol=1e-5)
-        if neg:
             assert math.isclose(sum(neg), -1.0, abs_tol=1e-5)
+        else:
+            assert all(v == 0 for v in pos + neg)
 
 
 @SETTINGS
@@ -167,4 +169,21 @@ def test_dynamic_sampling_keeps_exactly_groups_with_spread(b):
     rg = r.view(-1, g)
     want = (rg.max(1).values > rg.min(1).values).repeat_interleave(g)
     assert torch.equal(keep, want)
-    assert math.isclose(frac, float(want.float().mean()), abs_tol=1e-9)
+    assert math.isclose(frac, float(want.double().mean()), abs_tol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches(), st.data())
+def test_a_bad_length_anywhere_is_named(b, data):
+    L, c, g = b
+    i = data.draw(st.integers(0, len(L) - 1))
+    bad = data.draw(st.sampled_from([float("nan"), float("inf"), -1.0, 0.5]))
+    L2 = [float(x) for x in L]
+    L2[i] = bad
+    name = data.draw(st.sampled_from(sorted(HPARAMS)))
+    try:
+        length_reward(name, L2, c, g, **HPARAMS[name])
+    except DataError as e:
+        assert f"lengths[{i}]" in str(e)
+    else:
+        raise AssertionError("no error")

@@ -69,7 +69,7 @@ def test_drpo_object_tracks_weight_of_shortest():
     assert d.mean_weight_shortest == pytest.approx(float(a[0]), abs=1e-6)
     d2 = DRPO(max_len=50)
     d2.load_state_dict(d.state_dict())
-    assert d2.correct_groups == 1
+    assert d2.mixed_groups == 1
 
 
 def test_luspo_recipe_composite():
@@ -97,7 +97,7 @@ def test_composite_per_sample_target_duplicates_and_task_reward():
     with pytest.raises(ConfigError, match="needs hyperparameter"):
         comp([10, 20], [1, 0], 2)  # target neither in config nor in the call
     with pytest.raises(ConfigError, match="used by no term"):
-        comp([10, 20], [1, 0], 2, target=5, budget=3)
+        comp([10, 20], [1, 0], 2, target=5, lo=3)
 
 
 def test_composite_with_hapo_keeps_state():
@@ -123,6 +123,7 @@ def test_composite_with_hapo_keeps_state():
         ([], r"at least one term"),
         ("dler", r"must be a list"),
         ([["dler"]], r"reward term #0: expected a dict"),
+        ([{"name": "drpo", "max_len": 9}], r"reward term #0 \(drpo\): gives advantage-like weights, not a reward"),
     ],
 )
 def test_composite_config_errors_name_term_and_key(cfg, match):
@@ -134,3 +135,9 @@ def test_composite_format_term_needs_flags():
     comp = CompositeReward.from_config([{"name": "format"}])
     with pytest.raises(ConfigError, match="format_ok"):
         comp([1, 2], [1, 1], 2)
+
+
+def test_composite_refuses_history_at_call_time():
+    comp = CompositeReward.from_config([{"name": "hapo"}])
+    with pytest.raises(ConfigError, match="history are used by no term"):
+        comp([1, 2], [1, 1], 2, prompt_ids=["p"], history=5)

@@ -33,6 +33,8 @@ def test_dapo_overlong_hand_values():
 
 def test_dler_truncation_only():
     close(length_reward("dler", [10, 30, 31, 5], [1, 1, 1, 0], 2, max_len=30), [1.0, 1.0, 0.0, 0.0])
+    # generation capped at 30: the cut-off response (L == 30, truncated) gets 0 too
+    close(length_reward("dler", [10, 30], [1, 1], 2, max_len=30, truncated=[False, True]), [1.0, 0.0])
 
 
 def test_kimi_hand_values():
@@ -86,7 +88,7 @@ def test_hapo_hand_values():
 
 def test_hbpo_hand_values():
     # b = 25, L_max = 50, beta = 4, alpha = 1/50
-    r = length_reward("hbpo", [10, 25, 40, 60, 10], [1, 1, 1, 1, 0], 5, budget=25, max_len=50)
+    r = length_reward("hbpo", [10, 25, 40, 60, 10], [1, 1, 1, 1, 0], 5, target=25, max_len=50)
     f2 = 4 * math.cos(math.pi * 25 / 100)  # 2.828427
     f1_40 = 4 * math.cos(math.pi * 40 / 100) - 15 / 50  # 0.936068
     close(r, [f2, f2, f1_40, 0.0, 0.0])
@@ -109,8 +111,13 @@ def test_l1_exact_and_max_hand_values():
 
 
 def test_ruler_buckets():
-    # default edges ... 20, 40, 65 ...: target 25 lies in [20, 40)
-    close(length_reward("ruler", [10, 20, 39, 40], [0, 1, 1, 1], 4, target=25), [0.0, 1.0, 1.0, 0.0])
+    # flexible: target 80 -> bucket (60, 100]; target 30 -> (20, 40]
+    close(length_reward("ruler", [60, 61, 100, 101], [0, 1, 1, 1], 4, target=80), [0.0, 1.0, 1.0, 0.0])
+    close(length_reward("ruler", [20, 21, 40, 41], [1, 1, 1, 1], 4, target=30), [0.0, 1.0, 1.0, 0.0])
+    # precise: target 80 -> (70, 90]; > 800 -> (800, inf)
+    close(length_reward("ruler", [70, 71, 90, 95], [1, 1, 1, 1], 4, target=80, match="precise"), [0.0, 1.0, 1.0, 0.0])
+    close(length_reward("ruler", [800, 5000], [1, 1], 2, target=900, match="precise"), [0.0, 1.0])
+    # custom edges, per-sample target
     close(length_reward("ruler", [5, 5], [1, 1], 2, target=[3, 50], edges=[10]), [1.0, 0.0])
 
 
@@ -125,7 +132,9 @@ def test_cosine_hand_values():
 
 
 def test_surrogate_peak():
-    close(length_reward("surrogate", [10, 20, 40, 20, 50], [1, 1, 1, 0, 1], 5, max_len=40), [1.5, 2.0, 1.0, 0.0, 1.0])
+    # L_max = 40, p = 0.5: g(0.25) = 1 - 0.5^2 = 0.75, g(0.5) = 1, g(0.75) = 1 - 2 * 0.5^2 = 0.5, g(1) = -1
+    r = length_reward("surrogate", [10, 20, 30, 40, 50, 20, 40], [1, 1, 1, 1, 1, 0, 0], 7, max_len=40)
+    close(r, [1.75, 2.0, 1.5, 0.0, 0.0, 0.0, -1.0])
 
 
 def test_drpo_weights_hand_values():
@@ -134,7 +143,10 @@ def test_drpo_weights_hand_values():
     s = sum(e)
     close(length_reward("drpo", L4, C4, 4, max_len=50), [e[0] / s, e[1] / s, -1.0, e[2] / s])
     assert e[0] / s == pytest.approx(0.878878, abs=1e-6)
-    # two wrong answers share -1; a group with no wrong answer still ranks by length
+    # groups of 2: mixed groups -> (+1, -1); all-correct and all-wrong groups -> 0
+    close(length_reward("drpo", [10, 10, 20, 20, 5, 9, 5, 9], [1, 0, 0, 1, 1, 1, 0, 0], 2, max_len=50),
+          [1.0, -1.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    # two wrong answers share -1
     close(length_reward("drpo", [10, 10, 20, 20], [1, 0, 0, 1], 4, max_len=50, lam=1.0),
           [math.exp(0.8) / (math.exp(0.8) + math.exp(0.6)), -0.5, -0.5, math.exp(0.6) / (math.exp(0.8) + math.exp(0.6))])
 

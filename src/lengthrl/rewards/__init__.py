@@ -21,12 +21,13 @@ from lengthrl.rewards.compose import CompositeReward, RewardSpec, term_names
 from lengthrl.rewards.filters import dynamic_sampling_filter
 from lengthrl.rewards.hbpo import HBPO_BUDGETS, hbpo_advantages, hbpo_budgets
 from lengthrl.rewards.overlong import overlong_filter_mask
+from lengthrl.rewards.probe import length_pressure
 from lengthrl.rewards.stateful import DRPO, HAPO, STATEFUL_REWARDS, GRPOLambda, StatefulLengthReward
 
 __all__ = [
     "LENGTH_REWARDS", "LengthRewardSpec", "length_reward", "register_length_reward",
     "CompositeReward", "RewardSpec", "term_names",
-    "dynamic_sampling_filter", "overlong_filter_mask",
+    "dynamic_sampling_filter", "overlong_filter_mask", "length_pressure",
     "HBPO_BUDGETS", "hbpo_advantages", "hbpo_budgets",
     "HAPO", "GRPOLambda", "DRPO", "STATEFUL_REWARDS", "StatefulLengthReward",
 ]

@@ -4,6 +4,7 @@ field and the fix, instead of a shape error from deep inside torch."""
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -72,8 +73,12 @@ def as_values(x: object, n: int | None, field: str) -> torch.Tensor:
 
 def check_group_size(n: int, group_size: object) -> int:
     """group_size must be a positive int dividing N (groups are contiguous)."""
-    if isinstance(group_size, bool) or not isinstance(group_size, int):
-        raise ConfigError(f"group_size = {group_size!r}; pass a positive int (responses per prompt)")
+    try:
+        if isinstance(group_size, bool):
+            raise TypeError
+        group_size = operator.index(group_size)  # int, numpy integer or 0-d integer tensor
+    except TypeError:
+        raise ConfigError(f"group_size = {group_size!r}; pass a positive int (responses per prompt)") from None
     if group_size <= 0:
         raise ConfigError(f"group_size = {group_size}; it must be >= 1")
     if n % group_size:

@@ -6,6 +6,7 @@ import json
 
 from lengthrl.commands import command
 from lengthrl.rewards import LENGTH_REWARDS, length_reward
+from lengthrl.rewards.probe import probe
 from lengthrl.rewards.registry import REQUIRED
 
 
@@ -19,11 +20,18 @@ def _hp(spec) -> str:
     examples=[
         "lengthrl rewards",
         "lengthrl rewards --name dler",
+        "lengthrl rewards --probe",
         "lengthrl rewards --name dapo_overlong --lengths 10,50,60,70 --correct 1,1,0,1 --group-size 4 "
         "--hparams '{\"max_len\": 64, \"cache_len\": 16}'",
     ],
 )
 def run(args) -> int:
+    if args.probe:
+        rows = probe(seed=args.seed)
+        print(f"{'reward':<15} {'pressure':>9} {'correct':>9} {'wrong':>9}   (cov(A, L)/mean L per group; < 0 = shorter)")
+        for r in rows:
+            print(f"{r['name']:<15} {r['pressure']:>9.4f} {r['pressure_correct']:>9.4f} {r['pressure_wrong']:>9.4f}")
+        return 0
     names = [args.name] if args.name else LENGTH_REWARDS.names()
     specs = [LENGTH_REWARDS[n] for n in names]  # unknown name -> UnknownNameError listing valid ones
     if args.lengths is not None:
@@ -48,3 +56,6 @@ def _args(p):
     p.add_argument("--correct", help="comma-separated 0/1 flags (default all 1)")
     p.add_argument("--group-size", type=int, help="responses per prompt (default: all in one group)")
     p.add_argument("--hparams", help="JSON dict of hyperparameters, e.g. '{\"max_len\": 64}'")
+    p.add_argument("--probe", action="store_true",
+                   help="measure each reward's push on length on a synthetic batch (GRPO advantages)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --probe batch")

@@ -26,7 +26,7 @@ BASE_TERMS = {
     "format": "format reward: the `format_ok` flag (1 if the response follows the template)",
 }
 # Hyperparameters that are naturally per-sample and may be supplied at call time instead of in the config.
-CALL_TIME = {"target", "budget", "lo", "hi", "history"}
+CALL_TIME = {"target", "lo", "hi", "truncated"}
 
 
 def term_names() -> list[str]:
@@ -67,6 +67,11 @@ class RewardSpec:
                 raise ConfigError(f"{where} ({self.name}): takes no hyperparameters, got key(s) {', '.join(sorted(self.hparams))}")
             return
         spec = LENGTH_REWARDS[self.name]
+        if spec.kind == "advantage":
+            raise ConfigError(
+                f"{where} ({self.name}): gives advantage-like weights, not a reward; use it in place of the "
+                f"advantages (length_reward({self.name!r}, ...) or the {self.name.upper()} object), not as a reward term"
+            )
         fed = STATEFUL_REWARDS[self.name]._state_fed if self.name in STATEFUL_REWARDS else set()
         bad = sorted(set(self.hparams) - (spec.hparams - fed))
         if bad:
@@ -115,13 +120,15 @@ class CompositeReward:
     def __call__(self, lengths, correct, group_size: int, *, format_ok=None, task_reward=None,
                  prompt_ids=None, **per_sample) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """lengths [N], correct [N]; `format_ok` [N] for a format term, `task_reward` [N] to replace c in the
-        correct term, `prompt_ids` for HAPO, and per-sample hyperparameters (target=, budget=, lo=, hi=)
+        correct term, `prompt_ids` for HAPO, and per-sample inputs (target=, lo=, hi=, truncated=)
         given to every term that takes them. Returns (total [N] float32, per-term raw values [N] float32)."""
         L = as_lengths(lengths)
         n = L.numel()
         c = as_correct(correct, n)
         g = check_group_size(n, group_size)
-        unused = set(per_sample) - {k for t in self.terms if t.name in LENGTH_REWARDS for k in LENGTH_REWARDS[t.name].hparams}
+        used = {k for t in self.terms if t.name in LENGTH_REWARDS for k in LENGTH_REWARDS[t.name].hparams}
+        used -= {k for obj in self.stateful.values() for k in obj._state_fed}
+        unused = set(per_sample) - used
         if unused:
             raise ConfigError(f"per-sample input(s) {', '.join(sorted(unused))} are used by no term of this reward")
         parts: dict[str, torch.Tensor] = {}

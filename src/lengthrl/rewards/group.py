@@ -63,8 +63,8 @@ def arora_zanette(lengths, correct, group_size, *, alpha=0.1):
     MEAN/STD are the mean and (population) standard deviation of the lengths of the *correct* responses
     to the same prompt; if they are all the same length the z-score is 0 (reward 1 - alpha/2). Wrong
     answers get 0. alpha in [0, 1) trades accuracy for length; the paper sweeps it (0 = plain
-    correctness) and reports results for several values; 0.1 here is a middle setting, not a paper-wide
-    default. Every correct answer stays above every wrong one (r > 0). Non-increasing in length.
+    correctness) and reports results for several values; 0.1 is the value in the released training
+    scripts. The released code divides by (std + 1e-7); here std = 0 gives z = 0, the same value. Every correct answer stays above every wrong one (r > 0). Non-increasing in length.
     """
     alpha = number(alpha, "alpha", lo=0, hi=1, hi_open=True)
     L = groups(lengths, group_size)
@@ -120,7 +120,7 @@ def grpo_lambda_selected(correct: torch.Tensor, group_size: int, lam: float) -> 
     paper="GRPO-lambda 2505.18086",
     includes_correctness=True,
 )
-def grpo_lambda(lengths, correct, group_size, *, lam=0.2, alpha=0.2):
+def grpo_lambda(lengths, correct, group_size, *, lam=0.2, alpha=0.1):
     """GRPO-lambda (Dai et al., "Stable Reinforcement Learning for Efficient Reasoning", arXiv 2505.18086).
 
     Per batch, rank the groups by correctness rate; the top `lam` fraction (k = ceil(lam * P), ties by
@@ -131,7 +131,7 @@ def grpo_lambda(lengths, correct, group_size, *, lam=0.2, alpha=0.2):
 
     z_i is the length z-score against the correct responses of the group (as in Arora & Zanette, whose
     penalty GRPO-lambda switches on and off). Paper: lam = 0.2; +1.48% accuracy at -47.3% length.
-    alpha = 0.2 here is our setting (the penalty strength is a free choice of the underlying penalty).
+    alpha = 0.1 is the value of the Arora & Zanette release (we could not confirm a GRPO-lambda value).
     The whole batch is needed; `GRPOLambda` wraps this and keeps running statistics.
     """
     lam = number(lam, "lam", lo=0, hi=1, lo_open=True)

@@ -21,11 +21,11 @@ def _f2(b: torch.Tensor, beta: float, max_len: float) -> torch.Tensor:
 
 @register_length_reward(
     "hbpo",
-    formula="correct, L <= b: beta*cos(pi*b/(2Lmax)); correct, b < L <= Lmax: beta*cos(pi*L/(2Lmax)) - alpha*|L-b|; else 0",
+    formula="b = target; correct, L <= b: beta*cos(pi*b/(2Lmax)); correct, b < L <= Lmax: beta*cos(pi*L/(2Lmax)) - alpha*|L-b|; else 0",
     paper="HBPO 2507.15844",
     includes_correctness=True,
 )
-def hbpo(lengths, correct, group_size, *, budget=REQUIRED, max_len=4096, beta=4.0, alpha=None):
+def hbpo(lengths, correct, group_size, *, target=REQUIRED, max_len=4096, beta=4.0, alpha=None):
     """HBPO budget-aware reward (arXiv 2507.15844, eqs. 1-3). Each response was generated under a token
     budget b told in the prompt ("I will answer the question within b tokens"):
 
@@ -40,10 +40,11 @@ def hbpo(lengths, correct, group_size, *, budget=REQUIRED, max_len=4096, beta=4.
     calls it a scaling factor). Within its budget a response is not pushed shorter (flat f2), beyond it
     the reward falls; smaller budgets pay more for short answers. The released code takes
     min(f1, f2) inside the budget, which equals f2 except where the cosine slope is below alpha; we follow
-    the paper's equation. `budget` is a number or a [N] tensor.
+    the paper's equation. `target` is the budget b of each response (Sample.target_len), a number or a
+    [N] tensor (sub-groups of one group have different budgets: see `hbpo_budgets`).
     """
     n = lengths.numel()
-    b = per_sample(budget, n, "budget", positive=True)
+    b = per_sample(target, n, "target", positive=True)
     T = number(max_len, "max_len", lo=0, lo_open=True)
     beta = number(beta, "beta")
     a = 1.0 / T if alpha is None else number(alpha, "alpha", lo=0)

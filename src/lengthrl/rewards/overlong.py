@@ -41,17 +41,29 @@ def dapo_overlong(lengths, correct, group_size, *, max_len=REQUIRED, cache_len=R
     paper="DLER 2510.15110",
     includes_correctness=True,
 )
-def dler(lengths, correct, group_size, *, max_len=REQUIRED):
+def dler(lengths, correct, group_size, *, max_len=REQUIRED, truncated=None):
     """DLER truncation reward (Liu et al., DLER, arXiv 2510.15110): the only length penalty is the cap.
 
-        R(L, c) = c  if L <= L_max else 0
+        R(L, c) = c  if L <= L_max (and not truncated) else 0
 
+    When generation itself stops at the cap, a cut-off response has L == cap: pass the sampler's
+    `truncated` [N] flags (True = stopped at the cap without an end token) to zero those too.
     DLER pairs it with group-mean centring + batch whitening of advantages, e_hi = 0.28 and dynamic
     sampling; with a tight cap (about 4k tokens for DeepSeek-R1-7B) it reports ~70% shorter responses at
     the same accuracy. Non-increasing in length.
     """
     max_len = number(max_len, "max_len", lo=0, lo_open=True)
-    return torch.where(lengths <= max_len, correct, torch.zeros_like(correct))
+    keep = lengths <= max_len
+    if truncated is not None:
+        keep = keep & (_truncated(truncated, lengths.numel()) == 0)
+    return torch.where(keep, correct, torch.zeros_like(correct))
+
+
+def _truncated(truncated, n: int) -> torch.Tensor:
+    t = as_values(torch.as_tensor(truncated).to(torch.float64), n, "truncated")
+    if ((t != 0) & (t != 1)).any():
+        raise ConfigError("truncated must be a [N] bool tensor (True = cut at the cap)")
+    return t
 
 
 def overlong_filter_mask(lengths, max_len: int, truncated=None) -> torch.Tensor:
@@ -66,8 +78,5 @@ def overlong_filter_mask(lengths, max_len: int, truncated=None) -> torch.Tensor:
     if truncated is None:
         cut = L >= max_len
     else:
-        t = as_values(torch.as_tensor(truncated).to(torch.float64), L.numel(), "truncated")
-        if ((t != 0) & (t != 1)).any():
-            raise ConfigError("truncated must be a [N] bool tensor (True = cut at the cap)")
-        cut = t.bool()
+        cut = _truncated(truncated, L.numel()).bool()
     return (~cut).to(torch.float32)

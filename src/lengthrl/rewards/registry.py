@@ -35,10 +35,12 @@ class LengthRewardSpec:
 
     @property
     def hparams(self) -> set[str]:
+        """Names of all hyperparameters."""
         return set(self.defaults)
 
     @property
     def required(self) -> set[str]:
+        """Names of the hyperparameters without a default."""
         return {k for k, v in self.defaults.items() if v is REQUIRED}
 
     def check(self, hparams: dict[str, object], where: str = "") -> None:

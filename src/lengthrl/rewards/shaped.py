@@ -34,8 +34,10 @@ def cosine(lengths, correct, group_size, *, max_len=REQUIRED, r0_correct=2.0, rL
 
     Paper values: r0_correct = 2, rL_correct = 1, r0_wrong = -10, rL_wrong = 0, r_exceed = -10.
     Correct answers prefer short, wrong answers prefer long (think more when unsure); responses that run
-    into the cap are punished. The paper writes CosFn with (eta_min, eta_max) arguments; we read r_0 as the
-    value at length 0 and r_L as the value at L_max, which is the behaviour the paper describes.
+    into the cap are punished. The paper writes CosFn with (eta_min, eta_max) arguments; r_0 is the value
+    at length 0 and r_L the value at L_max, as in the released code (which swaps the arguments for wrong
+    answers to get this). The released code applies r_exceed when L + 16 >= L_max (a safety margin for
+    tokenisation); here it applies when L >= L_max: pass a smaller max_len to reproduce the margin.
     """
     T = number(max_len, "max_len", lo=0, lo_open=True)
     vals = [number(v, k) for k, v in (("r0_correct", r0_correct), ("rL_correct", rL_correct),
@@ -48,28 +50,28 @@ def cosine(lengths, correct, group_size, *, max_len=REQUIRED, r0_correct=2.0, rL
 
 @register_length_reward(
     "surrogate",
-    formula="f * (format_weight + g(L/Lmax)), g = x/p for x <= p, (1-x)/(1-p) for p < x <= 1, 0 beyond",
+    formula="f ? format_weight + g(L/Lmax) : min(0, g); g = 1-(1-x/p)^2 (x <= p), 1-2((x-p)/(1-p))^2 (p < x <= 1), -1 beyond",
     paper="Surrogate format+length 2505.19439",
     includes_correctness=True,
 )
 def surrogate(lengths, correct, group_size, *, max_len=REQUIRED, peak=0.5, format_weight=1.0):
     """Format + length surrogate reward for training without ground truth (Xin et al., arXiv 2505.19439).
 
-    Pass the *format* check (response follows the answer template) as `correct`; f in {0,1}:
+    Pass the *format* check (the response follows the answer template) as `correct`; f in {0,1}:
 
-        x = L / L_max,  g(x) = x/p            for x <= p
-                        = (1 - x)/(1 - p)    for p < x <= 1
-                        = 0                  for x > 1
-        r = f * (format_weight + g(x))
+        x = L / L_max,  g(x) = 1 - (1 - x/p)^2            for 0 <= x <= p   (rises fast, flat at the peak)
+                        = 1 - 2 ((x - p)/(1 - p))^2      for p < x <= 1    (falls ever faster, -1 at L_max)
+                        = -1                             for x > 1
+        r = format_weight + g(x)   if f
+          = min(0, g(x))           otherwise
 
-    The length part rises linearly to 1 at a fraction p = 0.5 of the max length (paper's peak) and falls
-    back to 0 at L_max, discouraging both too-short and too-long responses; a badly formatted response
-    gets 0. The paper's exact length curve is described as rising to p and falling after; the linear ramps
-    are our reading. Not monotone: it peaks at p * L_max.
+    Paper / released code: p = 0.5, L_max = the response cap (3072), format_weight = 1 (two format checks
+    worth 0.5 each, passed as one flag here). Peaks at p * L_max: pushes short responses longer and long
+    ones shorter. Beyond the cap the released formula keeps falling; we hold it at its cap value -1.
     """
     T = number(max_len, "max_len", lo=0, lo_open=True)
     p = number(peak, "peak", lo=0, hi=1, lo_open=True, hi_open=True)
     w = number(format_weight, "format_weight")
     x = lengths / T
-    g = torch.where(x <= p, x / p, ((1 - x) / (1 - p)).clamp_min(0.0))
-    return correct * (w + g)
+    g = torch.where(x <= p, 1 - (1 - x / p) ** 2, 1 - 2 * ((x.clamp_max(1.0) - p) / (1 - p)) ** 2)
+    return torch.where(correct > 0, w + g, g.clamp_max(0.0))

@@ -45,9 +45,11 @@ class StatefulLengthReward:
     _state_fed: set[str] = set()  # hyperparameters the object supplies from its state
 
     def state_dict(self) -> dict:
+        """Plain-Python state (name, hyperparameters and the subclass's own state) for checkpoints."""
         return {"name": self.name, "hparams": dict(self.hparams), **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore from `state_dict()` output (hyperparameters included); a state of another reward is refused."""
         if state.get("name") != self.name:
             raise ConfigError(f"state_dict is for {state.get('name')!r}, not {self.name!r}")
         self.hparams = dict(state.get("hparams", {}))
@@ -135,14 +137,15 @@ class GRPOLambda(StatefulLengthReward):
 
 class DRPO(StatefulLengthReward):
     """DRPO (arXiv 2510.04474) decoupled advantage-like weights as an object; keeps the running mean weight
-    of the shortest correct response per group (how strongly length is being preferred)."""
+    of the shortest correct response over the groups with both correct and wrong responses (how strongly
+    length is being preferred)."""
 
     name = "drpo"
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
         self.steps = 0
-        self.correct_groups = 0
+        self.mixed_groups = 0
         self.sum_weight_shortest = 0.0
 
     def __call__(self, lengths, correct, group_size: int, prompt_ids=None) -> torch.Tensor:
@@ -151,25 +154,25 @@ class DRPO(StatefulLengthReward):
         c = groups(as_correct(correct, a.numel()), group_size) > 0
         ag = groups(a.to(torch.float64), group_size)
         for p in range(L.shape[0]):
-            if c[p].any():
+            if c[p].any() and (~c[p]).any():
                 i = torch.where(c[p], L[p], torch.full_like(L[p], float("inf"))).argmin()
-                self.correct_groups += 1
+                self.mixed_groups += 1
                 self.sum_weight_shortest += float(ag[p, i])
         self.steps += 1
         return a
 
     @property
     def mean_weight_shortest(self) -> float:
-        """Mean DRPO weight of the shortest correct response over groups with a correct response."""
-        return self.sum_weight_shortest / max(1, self.correct_groups)
+        """Mean DRPO weight of the shortest correct response over mixed groups."""
+        return self.sum_weight_shortest / max(1, self.mixed_groups)
 
     def _extra_state(self) -> dict:
-        return {"steps": self.steps, "correct_groups": self.correct_groups,
+        return {"steps": self.steps, "mixed_groups": self.mixed_groups,
                 "sum_weight_shortest": self.sum_weight_shortest}
 
     def _load_extra(self, state: dict) -> None:
         self.steps = int(state.get("steps", 0))
-        self.correct_groups = int(state.get("correct_groups", 0))
+        self.mixed_groups = int(state.get("mixed_groups", 0))
         self.sum_weight_shortest = float(state.get("sum_weight_shortest", 0.0))
 
 

@@ -9,10 +9,12 @@ from lengthrl.errors import ConfigError
 from lengthrl.rewards._checks import number, per_sample
 from lengthrl.rewards.registry import REQUIRED, register_length_reward
 
-# Ruler (arXiv 2409.18943) meta length token targets (words): 10, 30, 50, 80, 150, 300, 500, 700, >800.
-# Default bucket edges: midpoints between consecutive targets, so each bucket holds one target.
-RULER_TARGETS = (10, 30, 50, 80, 150, 300, 500, 700, 800)
-RULER_EDGES = (20, 40, 65, 115, 225, 400, 600, 750)
+# Ruler (arXiv 2409.18943, released config): meta length targets and their scoring ranges (lo, hi], in words.
+# "flexible" (FM) ranges tile the line, so they act as buckets; "precise" (PM) ranges are tighter windows.
+RULER_FM_EDGES = (20, 40, 60, 100, 200, 400, 600, 800)
+RULER_PM = {10: (0, 20), 30: (20, 40), 50: (40, 60), 80: (70, 90), 150: (130, 170), 300: (280, 320),
+            500: (450, 550), 700: (630, 770)}  # and any target > 800 -> (800, inf)
+RULER_MATCH = ("flexible", "precise")
 
 
 @register_length_reward(
@@ -65,27 +67,48 @@ def _edges(edges, field: str = "edges") -> torch.Tensor:
     return e
 
 
+def _ruler_precise(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = torch.empty_like(t), torch.empty_like(t)
+    for i, v in enumerate(t.tolist()):
+        if v > 800:
+            lo[i], hi[i] = 800.0, float("inf")
+        elif v in RULER_PM:
+            lo[i], hi[i] = RULER_PM[int(v)]
+        else:
+            raise ConfigError(
+                f"ruler: target {v:g} has no precise-match range; use one of {', '.join(map(str, RULER_PM))} "
+                "or > 800, or match='flexible'"
+            )
+    return lo, hi
+
+
 @register_length_reward(
     "ruler",
-    formula="1 if bucket(L) == bucket(target) else 0  (buckets split at `edges`)",
+    formula="1 if L in the target's range (lo, hi] else 0; flexible: buckets split at 20/40/60/100/200/400/600/800",
     paper="Ruler 2409.18943",
     includes_correctness=False,
 )
-def ruler(lengths, correct, group_size, *, target=REQUIRED, edges=RULER_EDGES):
-    """Ruler length buckets (Li et al., arXiv 2409.18943): the prompt carries a meta length token (a target);
-    the response is scored by whether its length falls in the target's bucket.
+def ruler(lengths, correct, group_size, *, target=REQUIRED, match="flexible", edges=RULER_FM_EDGES):
+    """Ruler target-length scoring (Li et al., arXiv 2409.18943): the prompt carries a meta length token
+    (target); the response scores 1 if its length falls in the target's range, else 0.
 
-        r = 1{ bucket(L) == bucket(target) },  bucket(x) = #{edges e : e <= x}
+        match="flexible" (FM): buckets (0, e_1], (e_1, e_2], ..., (e_k, inf) with the paper's edges
+            20/40/60/100/200/400/600/800; r = 1{bucket(L) == bucket(target)}
+        match="precise" (PM): the paper's tighter window for each target: 10:(0,20] 30:(20,40] 50:(40,60]
+            80:(70,90] 150:(130,170] 300:(280,320] 500:(450,550] 700:(630,770] >800:(800,inf)
 
-    Buckets are [0, e_1), [e_1, e_2), ..., [e_k, inf). Default edges are the midpoints between Ruler's
-    meta length targets 10/30/50/80/150/300/500/700/800 (the paper counts words; here the unit is whatever
-    `lengths` counts, tokens by default). Correctness is ignored (add a correctness term if wanted).
+    The paper counts words; here the unit is whatever `lengths` counts (tokens by default), so scale the
+    edges for words-per-token if needed. Correctness is ignored (add a correctness term if wanted).
+    Not monotone: it rewards the target's range only.
     """
-    t = per_sample(target, lengths.numel(), "target")
+    t = per_sample(target, lengths.numel(), "target", positive=True)
+    if match not in RULER_MATCH:
+        raise ConfigError(f"ruler: match = {match!r}; valid: {', '.join(RULER_MATCH)}")
+    if match == "precise":
+        lo, hi = _ruler_precise(t)
+        return ((lengths > lo) & (lengths <= hi)).to(torch.float64)
     e = _edges(edges)
-    b_len = torch.bucketize(lengths, e, right=True)
-    b_tgt = torch.bucketize(t, e, right=True)
-    return (b_len == b_tgt).to(torch.float64)
+    return (torch.bucketize(lengths, e) == torch.bucketize(t, e)).to(torch.float64)
 
 
 @register_length_reward(

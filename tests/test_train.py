@@ -142,3 +142,31 @@ def test_config_file_and_overrides(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("loss = ")
         build_config(tmp_path / "bad.toml")
+
+
+def test_every_recipe_in_configs_validates_and_cites_its_paper():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.toml"))
+    assert {f.stem for f in files} >= {"grpo", "dr_grpo", "dapo", "gspo", "luspo", "cispo", "dler", "grpo_lambda",
+                                       "hapo", "l1_exact", "kimi"}
+    for f in files:
+        meta = tomllib.loads(f.read_text())["meta"]
+        assert "arXiv" in meta["paper"] and meta["scaled_down"], f
+        build_config(f)
+
+
+def test_dler_truncated_responses_get_zero(micro_dir, tmp_path):
+    """With generation capped at max_new_tokens = DLER's cap, a cut-off response has length == cap; it must
+    still get 0 (the sampler's truncated flag reaches the reward)."""
+    from lengthrl.rewards import CompositeReward
+    from lengthrl.tasks import get_task
+    from lengthrl.train.scoring import score_batch
+
+    task = get_task("arith_chain")
+    s = task.samples("train", 1)
+    reward = CompositeReward.from_config([{"name": "dler", "max_len": 12}])
+    texts = [f"<answer>{s[0].answer}</answer>"] * 2
+    out = score_batch(task, reward, s, texts, torch.tensor([12, 12]), 2, truncated=torch.tensor([False, True]))
+    assert out.rewards.tolist() == [1.0, 0.0]

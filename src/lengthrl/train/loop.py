@@ -144,7 +144,7 @@ class Trainer:
         batch = self.engine.generate(prompt_ids, G, self.params)  # [N = prompts × G]
         t_roll = time.perf_counter() - t0
         texts = batch.texts(self.tok)
-        scored = score_batch(self.task, self.reward, samples, texts, batch.lengths, G)
+        scored = score_batch(self.task, self.reward, samples, texts, batch.lengths, G, batch.truncated)
         eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
         adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
         m = rollout_metrics(batch.lengths, scored.correct, batch.truncated, scored.rewards, scored.terms, adv, G)

@@ -24,8 +24,10 @@ class Scored:
 
 
 def score_batch(task: Task, reward: CompositeReward, samples: list[Sample], texts: list[str],
-                lengths: torch.Tensor, group_size: int) -> Scored:
-    """samples: one per prompt; texts/lengths: [prompts × group_size] responses, groups contiguous."""
+                lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None) -> Scored:
+    """samples: one per prompt; texts/lengths/truncated: [prompts × group_size] responses, groups contiguous.
+    `truncated` (hit the token budget without EOS) goes to the terms that take it (DLER: a cut-off response
+    has length exactly max_len and must still get 0)."""
     scores: list[Score] = []
     errors = 0
     for i, text in enumerate(texts):
@@ -42,6 +44,8 @@ def score_batch(task: Task, reward: CompositeReward, samples: list[Sample], text
     kw = {}
     if any(s.target_len is not None for s in samples):
         kw["target"] = torch.tensor([float(samples[i // group_size].target_len or 0) for i in range(len(texts))])
+    if truncated is not None:
+        kw["truncated"] = truncated
     ids = [samples[i // group_size].id for i in range(len(texts))]
     needs = {k for t in reward.terms for k in _per_sample_keys(t.name)}
     kw = {k: v for k, v in kw.items() if k in needs}

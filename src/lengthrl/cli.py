@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "lengthrl.eval.cli",
     "lengthrl.analysis.compare",
     "lengthrl.analysis.report",
+    "lengthrl.demo",
 ]
 
 

@@ -40,9 +40,9 @@ class TrainingStopped(LengthRLError):
 def resolve_model_dir(name: str) -> Path:
     """'organism' -> the cached built-in organism (built on first use); otherwise a local directory."""
     if name == "organism":
-        from lengthrl.models.organism import ensure_organism
+        from lengthrl.models.organism import build_organism
 
-        return Path(ensure_organism())
+        return Path(build_organism())
     return Path(name)
 
 

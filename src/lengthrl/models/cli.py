@@ -1,0 +1,44 @@
+"""`lengthrl organism`: build (or reuse) the model organism and print where it is and how good it is."""
+
+from __future__ import annotations
+
+import json
+
+from lengthrl.commands import command
+
+
+@command(
+    "organism",
+    help="build (or reuse from the cache) the tiny model organism: SFT from scratch on the procedural tasks",
+    examples=[
+        "lengthrl organism",
+        "lengthrl organism --out runs/organism --steps 1500 --seed 1",
+        "lengthrl organism --tasks arith_chain --minutes 3 --force",
+    ],
+)
+def run(args):
+    from lengthrl.models.organism import build_organism, read_organism_info
+
+    overrides = {}
+    if args.n_eval is not None:
+        overrides["n_eval"] = args.n_eval
+    if args.tasks:
+        overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    out = build_organism(out_dir=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes,
+                         force=args.force, cache_dir=args.cache_dir, **overrides)
+    info = read_organism_info(out) or {}
+    summary = {k: info.get(k) for k in ("params", "sft_steps", "sft_seconds", "eval_greedy", "eval_sampled_t1")}
+    print(json.dumps({"model_dir": str(out), **summary}, indent=2))
+    return 0
+
+
+@run.args
+def _args(p):
+    p.add_argument("--out", default=None, help="output directory (default: the cache, organism-<config hash>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and SFT order (default 0)")
+    p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 1500)")
+    p.add_argument("--minutes", type=float, default=None, help="cap on SFT wall time in minutes")
+    p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
+    p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 200)")
+    p.add_argument("--cache-dir", default=None, help="cache root (default $LENGTHRL_CACHE or ~/.cache/lengthrl)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the directory already holds an organism")

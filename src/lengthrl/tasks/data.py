@@ -110,6 +110,8 @@ def _load_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
             return ds.to_list()
     except Exception as e:  # pyarrow / datasets parse errors: report them against the file
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "corresponds to no data" in msg:
+            raise DataError(f"{path}: no rows (the file has no data rows)") from None
         raise DataError(
             f"{path}: could not be read as {fmt[1:]} ({type(e).__name__}: {msg[:300]}); check that every row has "
             "the same columns with consistent types"

@@ -169,3 +169,34 @@ def test_data_task_code_kind(tmp_path):
         DataTask(f, kind="code")
     with pytest.raises(UnknownNameError, match="math, code"):
         DataTask(f, kind="sql")
+
+
+def _tasks_cli(argv):
+    import argparse
+
+    import lengthrl.tasks.cli  # noqa: F401  (registers the command)
+    from lengthrl.commands import COMMANDS
+
+    cmd = COMMANDS["tasks"]
+    p = argparse.ArgumentParser()
+    cmd.add_args(p)
+    return cmd.run(p.parse_args(argv))
+
+
+def test_tasks_command_lists_and_previews(tmp_path, capsys):
+    from lengthrl.errors import DataError
+
+    assert _tasks_cli([]) == 0
+    out = capsys.readouterr().out
+    assert "reasoning_gym" in out and "hbpo" in out and "last_number" in out
+    f = tmp_path / "g.jsonl"
+    f.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    argv = ["--show", f"data:{f}", "--arg", "prompt_field=question", "--arg", "answer_rule=hash",
+            "--arg", "template=l1", "--arg", "budgets=[64]"]
+    assert _tasks_cli(argv) == 0
+    assert "Think for 64 tokens." in capsys.readouterr().out
+    f.write_text('{"question": "1+1?", "answer": "2"}\n')
+    with pytest.raises(DataError, match=r"g\.jsonl: line 1: field 'answer': no answer found"):
+        _tasks_cli(argv)
+    with pytest.raises(ConfigError, match="key=value"):
+        _tasks_cli(["--show", "data:x", "--arg", "novalue"])

@@ -200,3 +200,18 @@ def test_tasks_command_lists_and_previews(tmp_path, capsys):
         _tasks_cli(argv)
     with pytest.raises(ConfigError, match="key=value"):
         _tasks_cli(["--show", "data:x", "--arg", "novalue"])
+
+
+def test_code_task_stdin_stdout_cases(tmp_path):
+    f = tmp_path / "io.jsonl"
+    cases = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6"}]
+    f.write_text(json.dumps({"prompt": "add two numbers", "answer": "-", "tests": cases}) + "\n")
+    t = DataTask(f, kind="code", tests_field="tests", scoring={"limits": SandboxLimits(timeout_s=3)})
+    s = t.samples()[0]
+    assert s.meta["io_tests"] == [("2 3\n", "5\n"), ("10 -4\n", "6")]
+    right = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    only_first = "```python\nprint(5)\n```"
+    forged = "```python\nimport os\nos.write(3, b'P\\nP\\n')\nprint('P')\n```"  # tries the assert-mode pipe
+    assert t.score(s, right).reward == 1.0 and t.score(s, right).correct
+    assert t.score(s, only_first).reward == 0.5
+    assert t.score(s, forged).reward == 0.0

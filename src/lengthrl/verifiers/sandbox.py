@@ -349,3 +349,22 @@ def code_reward(program: str, tests: list[str], mode: str = "fraction", limits: 
     if res.status in ("timeout", "output_limit"):
         return 0.0
     return res.fraction if mode == "fraction" else float(res.all_passed)
+
+
+def _normalise_output(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def run_io_tests(
+    program: str, cases: list[tuple[str, str]], limits: SandboxLimits | None = None
+) -> list[bool]:
+    """Run `program` once per (stdin, expected stdout) case; a case passes when the run exits 0 and its
+    output equals the expected one (trailing spaces and blank lines ignored). The verdict is made here, from
+    the output, so the program cannot forge it (unlike assert tests, see docs/security.md)."""
+    if not cases:
+        raise ConfigError("run_io_tests needs at least one (stdin, expected stdout) case")
+    out = []
+    for stdin, expected in cases:
+        res = run_program(program, stdin=stdin, limits=limits)
+        out.append(res.status == "ok" and _normalise_output(res.stdout) == _normalise_output(expected))
+    return out

@@ -103,3 +103,26 @@ def test_boxed_and_hash_roundtrip_any_integer(n, noise):
     assert extract_answer(f"{noise}\n#### {n}", "hash") == str(n)
     assert extract_answer(f"{noise} <answer>{n}</answer>", "auto") == str(n)
     assert extract_answer(f"{noise} {n:,}", "last_number") == str(n)
+
+
+ADVERSARIAL = {
+    "open_boxes": "\\boxed{" * 20000,
+    "open_tags": "<answer>" * 20000,
+    "long_hash_line": "#### x" + " " * 100000 + "\nX",
+    "long_think": "<think>" + "a" * 100000 + "</think><answer>" + " " * 100000 + "b",
+    "open_braces": "{" * 20000 + "\\boxed{" + "{" * 20000,
+    "mixed": "<think>\\boxed{1 ####" * 20000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_linear_time_on_hostile_text(name):
+    import time
+
+    text = ADVERSARIAL[name]
+    t0 = time.monotonic()
+    for rule in EXTRACTORS:
+        extract_answer(text, rule)
+    for fmt in FORMATS:
+        check_format(text, fmt)
+    assert time.monotonic() - t0 < 3.0  # quadratic versions took minutes on these

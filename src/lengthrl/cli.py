@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "lengthrl.analysis.report",
     "lengthrl.demo",
     "lengthrl.models.cli",
+    "lengthrl.tasks.cli",
 ]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lengthrl.errors import ConfigError
 from lengthrl.tasks.base import Sample, Score
 from lengthrl.tasks.math_task import ListTask
-from lengthrl.verifiers.sandbox import SandboxLimits, run_program
+from lengthrl.verifiers.sandbox import SandboxLimits, run_io_tests, run_program
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -22,7 +22,9 @@ def extract_code(response: str) -> tuple[str, bool]:
 
 
 class CodeTask(ListTask):
-    """Programming problems; each sample's tests are assert snippets in `sample.meta["tests"]`.
+    """Programming problems. A sample's tests are either assert snippets in `sample.meta["tests"]` (run after
+    the program in one process) or stdin/stdout cases in `sample.meta["io_tests"]` (a list of
+    (input, expected output) pairs, one run each; verdicts the program cannot forge).
 
     reward = fraction of tests passed (`mode="fraction"`) or 1.0 only when all pass (`mode="all"`);
     a run that times out or floods the output gets 0. `correct` means every test passed.
@@ -45,13 +47,19 @@ class CodeTask(ListTask):
 
     def score(self, sample: Sample, response: str) -> Score:
         """Run the response's program against the sample's tests."""
-        tests = sample.meta.get("tests")
-        if not tests or not all(isinstance(t, str) for t in tests):
-            raise ConfigError(f"sample {sample.id!r} has no tests: meta['tests'] must be a non-empty list of strings")
+        tests, io = sample.meta.get("tests"), sample.meta.get("io_tests")
         code, fenced = extract_code(response)
-        res = run_program(code, list(tests), limits=self.limits)
-        if res.status in ("timeout", "output_limit"):
-            reward = 0.0
+        if io:
+            if not all(isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(x, str) for x in c) for c in io):
+                raise ConfigError(f"sample {sample.id!r}: meta['io_tests'] must be a list of (input, output) strings")
+            passed = run_io_tests(code, [tuple(c) for c in io], limits=self.limits)
+        elif tests and all(isinstance(t, str) for t in tests):
+            res = run_program(code, list(tests), limits=self.limits)
+            passed = [False] * len(tests) if res.status in ("timeout", "output_limit") else res.passed
         else:
-            reward = res.fraction if self.mode == "fraction" else float(res.all_passed)
-        return Score(correct=res.all_passed and reward > 0, reward=reward, format_ok=fenced, extracted=code)
+            raise ConfigError(
+                f"sample {sample.id!r} has no tests: give meta['tests'] (assert snippets) or meta['io_tests']"
+            )
+        all_ok = all(passed)
+        reward = sum(passed) / len(passed) if self.mode == "fraction" else float(all_ok)
+        return Score(correct=all_ok, reward=reward, format_ok=fenced, extracted=code)

@@ -36,7 +36,7 @@ class FieldMap:
     id_field: str | None = None
     target_len_field: str | None = None  # per-row length target / budget in tokens
     solution_field: str | None = None  # a worked solution for supervised warm-up
-    tests_field: str | None = None  # code tasks: a list of assert snippets (or its JSON text)
+    tests_field: str | None = None  # code tasks: assert snippets or {"input", "output"} cases (or JSON text)
     answer_rule: str = "raw"
 
     def __post_init__(self):
@@ -110,6 +110,8 @@ def _load_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
             return ds.to_list()
     except Exception as e:  # pyarrow / datasets parse errors: report them against the file
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "corresponds to no data" in msg:
+            raise DataError(f"{path}: no rows (the file has no data rows)") from None
         raise DataError(
             f"{path}: could not be read as {fmt[1:]} ({type(e).__name__}: {msg[:300]}); check that every row has "
             "the same columns with consistent types"
@@ -129,15 +131,23 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _tests(value: Any, where: str, field: str) -> list[str]:
+def _tests(value: Any, where: str, field: str) -> tuple[str, list]:
+    """('tests', [assert snippets]) or ('io_tests', [(stdin, stdout)]) from a cell (a list or its JSON text)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise DataError(f"{where}: field {field!r} must be a list of test snippets or its JSON text") from None
-    if not isinstance(value, list) or not value or not all(isinstance(t, str) and t.strip() for t in value):
-        raise DataError(f"{where}: field {field!r} must be a non-empty list of non-empty test snippets (strings)")
-    return value
+    if isinstance(value, list) and value and all(isinstance(t, str) and t.strip() for t in value):
+        return "tests", value
+    if isinstance(value, list) and value and all(
+        isinstance(t, dict) and isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in value
+    ):
+        return "io_tests", [(t["input"], t["output"]) for t in value]
+    raise DataError(
+        f"{where}: field {field!r} must be a non-empty list of test snippets (strings) or of "
+        '{"input": ..., "output": ...} cases'
+    )
 
 
 def row_to_sample(row: dict[str, Any], fields: FieldMap, where: str, default_id: str) -> Sample:
@@ -178,7 +188,8 @@ def row_to_sample(row: dict[str, Any], fields: FieldMap, where: str, default_id:
         solution = _text(get(fields.solution_field))
     meta: dict[str, Any] = {"question": prompt}
     if fields.tests_field:
-        meta["tests"] = _tests(get(fields.tests_field), where, fields.tests_field)
+        key, tests = _tests(get(fields.tests_field), where, fields.tests_field)
+        meta[key] = tests
     if fields.answer_rule != "raw" and solution is None:
         solution = raw_answer  # GSM8K / MATH: the answer column is a worked solution
     return Sample(id=sid, prompt=prompt, answer=answer, solution=solution, target_len=target, meta=meta)

@@ -3,7 +3,7 @@ sandbox that runs untrusted Python programs against tests."""
 
 from lengthrl.verifiers.extract import EXTRACTORS, FORMATS, check_format, extract_answer
 from lengthrl.verifiers.math_verifier import MathVerifier, as_number
-from lengthrl.verifiers.sandbox import SandboxLimits, SandboxResult, code_reward, isolation, run_program
+from lengthrl.verifiers.sandbox import SandboxLimits, SandboxResult, code_reward, isolation, run_io_tests, run_program
 
 __all__ = [
     "EXTRACTORS",
@@ -16,5 +16,6 @@ __all__ = [
     "code_reward",
     "extract_answer",
     "isolation",
+    "run_io_tests",
     "run_program",
 ]

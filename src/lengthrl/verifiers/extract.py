@@ -26,40 +26,39 @@ EXTRACTORS: Registry[Callable[[str], str | None]] = Registry("answer extraction 
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
 _BOX = re.compile(r"\\(?:boxed|fbox)")
-_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
-def _braced(text: str, start: int) -> str | None:
-    """Content of the brace group opening at text[start] == '{', with nesting; None if unbalanced.
-    Escaped braces `\\{` `\\}` do not count."""
-    depth, i = 0, start
-    while i < len(text):
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Index of each '{' -> index of its matching '}', in one pass (escaped braces `\\{` `\\}` skipped).
+    Unclosed braces have no entry. Linear time, so hostile text such as 10^4 open `\\boxed{` stays fast."""
+    pairs, stack, i, n = {}, [], 0, len(text)
+    while i < n:
         c = text[i]
         if c == "\\":
-            i += 2  # skip the escaped character (\\{, \\}, \\\\ ...)
+            i += 2
             continue
         if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i]
+            stack.append(i)
+        elif c == "}" and stack:
+            pairs[stack.pop()] = i
         i += 1
-    return None
+    return pairs
 
 
 @EXTRACTORS.register("boxed")
 def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` with nested braces; None if absent or unbalanced."""
-    for m in reversed(list(_BOX.finditer(text))):
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` with nested braces; None if absent or unbalanced
+    (an unbalanced last box falls back to the box before it)."""
+    matches = list(_BOX.finditer(text))
+    pairs = _brace_pairs(text) if matches else {}
+    for m in reversed(matches):
         j = m.end()
         while j < len(text) and text[j] == " ":
             j += 1
         if j < len(text) and text[j] == "{":
-            inner = _braced(text, j)
-            if inner is not None:
-                return inner.strip()
-        elif m.end() < len(text) and text[m.end()] == " ":  # `\boxed 5`
+            if j in pairs:
+                return text[j + 1 : pairs[j]].strip()
+        elif m.end() < len(text) and text[m.end()] == " ":  # `\\boxed 5`
             tail = re.match(r"\s+([^\s$]+)", text[m.end() :])
             if tail:
                 return tail.group(1)
@@ -80,10 +79,11 @@ def extract_hash(text: str) -> str | None:
 @EXTRACTORS.register("answer_tag")
 def extract_answer_tag(text: str) -> str | None:
     """Content of the last `<answer>...</answer>`, with a `\\boxed{}` inside unwrapped; None if absent."""
-    found = _TAG.findall(text)
-    if not found:
+    end = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
+    if start < 0:
         return None
-    inner = found[-1].strip()
+    inner = text[start + len("<answer>") : end].strip()
     boxed = extract_boxed(inner)
     return boxed if boxed is not None else inner
 
@@ -120,14 +120,41 @@ def extract_answer(text: str, rule: str = "auto") -> str | None:
 
 # ---------------------------------------------------------------- format checks
 
-FORMATS: Registry[re.Pattern] = Registry("answer format")
-FORMATS.register(
-    "think_answer",
-    re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)+</answer>\s*", re.DOTALL),
+FORMATS: Registry[Callable[[str], bool]] = Registry("answer format")
+
+_THINK_ANSWER = re.compile(
+    r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)+</answer>\s*", re.DOTALL
 )
-FORMATS.register("answer_tag", re.compile(r"(?:(?!</?answer>).)*<answer>(?:(?!</?answer>).)+</answer>\s*", re.DOTALL))
-FORMATS.register("hash", re.compile(r"(?:(?!####).)*####[ \t]*\S[^\n]*\s*", re.DOTALL))
-FORMATS.register("boxed", re.compile(r".*\\boxed\s*\{.*\}.*", re.DOTALL))
+
+
+@FORMATS.register("think_answer")
+def _format_think_answer(text: str) -> bool:
+    """`<think>...</think><answer>...</answer>`, exactly one of each, non-empty answer, nothing after."""
+    return _THINK_ANSWER.fullmatch(text) is not None
+
+
+@FORMATS.register("answer_tag")
+def _format_answer_tag(text: str) -> bool:
+    """Free text, then exactly one non-empty `<answer>...</answer>` at the very end."""
+    body = text.rstrip()
+    if text.count("<answer>") != 1 or text.count("</answer>") != 1 or not body.endswith("</answer>"):
+        return False
+    start = body.find("<answer>") + len("<answer>")
+    return start <= len(body) - len("</answer>") and body[start : -len("</answer>")] != ""
+
+
+@FORMATS.register("hash")
+def _format_hash(text: str) -> bool:
+    """Exactly one `####`, followed by a non-empty answer on the last non-blank line."""
+    idx = text.find("####")
+    rest = text[idx + 4 :].strip() if idx >= 0 else ""
+    return idx == text.rfind("####") and bool(rest) and "\n" not in rest
+
+
+@FORMATS.register("boxed")
+def _format_boxed(text: str) -> bool:
+    """Contains a `\\boxed{...}` with balanced braces."""
+    return extract_boxed(text) is not None
 
 
 def check_format(text: str, template: str = "think_answer") -> bool:
@@ -138,8 +165,6 @@ def check_format(text: str, template: str = "think_answer") -> bool:
     - `answer_tag`: free text, then exactly one non-empty `<answer>...</answer>` at the end.
     - `hash`: free text, then one `#### answer` line at the end (GSM8K).
     - `boxed`: contains a `\\boxed{...}` (with balanced braces).
+    All checks take linear time in the length of the text.
     """
-    pat = FORMATS[template]
-    if pat.fullmatch(text) is None:
-        return False
-    return template != "boxed" or extract_boxed(text) is not None
+    return FORMATS[template](text)

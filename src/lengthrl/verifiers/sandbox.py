@@ -24,19 +24,26 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lengthrl.errors import ConfigError
+from lengthrl.errors import ConfigError, LengthRLError
 
 NOBODY = 65534
+UID_BASE = 1_700_000_000  # per-run user ids are drawn from [UID_BASE, UID_BASE + UID_SPAN)
+UID_SPAN = 1 << 20
+_uid_lock = threading.Lock()
+_uids_in_use: set[int] = set()
 _CHILD_SRC = Path(__file__).with_name("_sandbox_child.py")
 _NS_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 
@@ -88,7 +95,8 @@ class Isolation:
     namespaces: bool  # network, PID and mount namespaces via `unshare`
     user_namespace: bool  # namespaces obtained through a user namespace (not root)
     readonly_fs: bool  # every mount but the working directory is read-only
-    drop_user: bool  # the program runs as uid/gid 65534
+    drop_user: bool  # the program runs as an unprivileged user
+    per_run_uid: bool  # ... with a user id of its own (else the shared `nobody`, 65534)
     python: str  # interpreter that runs the program
 
 
@@ -101,7 +109,11 @@ def _runs(cmd: list[str], **kw) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def isolation() -> Isolation:
-    """Probe what this machine permits: `unshare` namespaces, dropping to `nobody`, an interpreter it can run."""
+    """Probe what this machine permits: `unshare` namespaces, dropping to `nobody`, an interpreter it can run.
+
+    Each candidate configuration (strongest first) is checked by running a probe program under it, which also
+    checks that the mounts outside the working directory really are read-only. Raises LengthRLError only when
+    no configuration can run Python at all."""
     root = os.geteuid() == 0
     unshare = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
     ns = userns = False
@@ -111,13 +123,82 @@ def isolation() -> Isolation:
         elif _runs([unshare, "--user", "--map-root-user", *_NS_FLAGS, "true"]):
             ns = userns = True
     python = os.path.realpath(sys.executable)
-    drop = False
+    drop = per_run = False
     if root:
         for cand in [python, "/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3") or ""]:
             if cand and _runs([cand, "-I", "-c", "pass"], user=NOBODY, group=NOBODY, extra_groups=[]):
                 python, drop = cand, True
+                per_run = _runs([cand, "-I", "-c", "pass"], user=UID_BASE, group=UID_BASE, extra_groups=[])
                 break
-    return Isolation(namespaces=ns, user_namespace=userns, readonly_fs=ns, drop_user=drop, python=python)
+    full = Isolation(
+        namespaces=ns, user_namespace=userns, readonly_fs=ns, drop_user=drop, per_run_uid=per_run, python=python
+    )
+    plain = replace(full, namespaces=False, user_namespace=False, readonly_fs=False)
+    bare = replace(plain, drop_user=False, per_run_uid=False, python=os.path.realpath(sys.executable))
+    errors = []
+    for iso in dict.fromkeys([full, plain, bare]):  # strongest first; each is checked by a real run
+        verdict = _trial(iso)
+        if verdict in ("readonly", "writable"):
+            return replace(iso, readonly_fs=iso.readonly_fs and verdict == "readonly")
+        errors.append(verdict)
+    raise LengthRLError(f"the code sandbox cannot start a Python process on this machine: {errors[-1][-500:]}")
+
+
+def _trial(iso: Isolation) -> str:
+    """Run a probe program under `iso`: 'readonly' / 'writable' (can it write beside its directory?), or
+    the error output when the run fails."""
+    probe = f".lengthrl-probe-{uuid.uuid4().hex}"
+    prog = (
+        "import os\npath = os.path.join(os.path.dirname(os.getcwd()), %r)\n"
+        "try:\n    open(path, 'w').close()\n    print('writable')\nexcept OSError:\n    print('readonly')" % probe
+    )
+    try:
+        res = run_program(prog, limits=SandboxLimits(timeout_s=30), iso=iso)
+    finally:
+        leaked = Path(tempfile.gettempdir()) / probe
+        if leaked.exists():
+            leaked.unlink()
+    out = res.stdout.strip()
+    return out if res.status == "ok" and out in ("readonly", "writable") else f"{res.status}: {res.stderr}"
+
+
+def _alloc_uid() -> int:
+    """A user id no other run of this process is using (random, so concurrent trainers rarely collide)."""
+    with _uid_lock:
+        while True:
+            uid = UID_BASE + random.randrange(UID_SPAN)
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                for line in (d / "status").read_text().splitlines():
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(d.name))
+                        break
+            except (OSError, ValueError):
+                pass
+    return pids
+
+
+def _kill_uid(uid: int, rounds: int = 100) -> None:
+    """SIGKILL every process of the run's own user id, repeatedly (a fork bomb forks while being killed)."""
+    for _ in range(rounds):
+        pids = _uid_processes(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -132,6 +213,7 @@ def run_program(
     tests: list[str] | None = None,
     stdin: str = "",
     limits: SandboxLimits | None = None,
+    iso: Isolation | None = None,
 ) -> SandboxResult:
     """Run `program` (Python source) in the sandbox.
 
@@ -139,13 +221,15 @@ def run_program(
     and then each test in the same namespace; `passed[i]` says whether test i ran without an exception.
     Without tests the program runs as a script with `stdin`, and the caller judges `stdout` / `status`.
     Never raises for anything the program does; never runs longer than `limits.timeout_s` (plus clean-up).
+    `iso` overrides the probed isolation (`isolation()`), for tests and the probe itself.
     """
     lim = limits or SandboxLimits()
-    iso = isolation()
+    iso = iso or isolation()
     tests = list(tests or [])
     workdir = tempfile.mkdtemp(prefix="lengthrl-sbx-")
     r_fd = w_fd = -1
     proc = None
+    uid = (_alloc_uid() if iso.per_run_uid else NOBODY) if iso.drop_user else None
     t0 = time.monotonic()
     try:
         wd = Path(workdir)
@@ -154,17 +238,17 @@ def run_program(
         (wd / "stdin.txt").write_text(stdin, encoding="utf-8", errors="surrogatepass")
         shutil.copyfile(_CHILD_SRC, wd / "child.py")
         if iso.drop_user:
-            os.chown(workdir, NOBODY, NOBODY)
+            os.chown(workdir, uid, uid)
             os.chmod(workdir, 0o700)
             for p in wd.iterdir():
-                os.chown(p, NOBODY, NOBODY)
+                os.chown(p, uid, uid)
         r_fd, w_fd = os.pipe()
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
         cfg = {
             "workdir": workdir,
             "readonly_fs": iso.readonly_fs,
-            "uid": NOBODY if iso.drop_user else None,
-            "gid": NOBODY if iso.drop_user else None,
+            "uid": uid,
+            "gid": uid,
             "python": iso.python,
             "env": env,
             "result_fd": w_fd,
@@ -194,6 +278,10 @@ def run_program(
         if proc is not None:
             _kill_group(proc)
             proc.wait()
+        if uid is not None and uid != NOBODY:  # the run's own user: every process of it belongs to this run
+            _kill_uid(uid)
+            with _uid_lock:
+                _uids_in_use.discard(uid)
         for fd in (r_fd, w_fd):
             if fd >= 0:
                 os.close(fd)
@@ -261,3 +349,22 @@ def code_reward(program: str, tests: list[str], mode: str = "fraction", limits: 
     if res.status in ("timeout", "output_limit"):
         return 0.0
     return res.fraction if mode == "fraction" else float(res.all_passed)
+
+
+def _normalise_output(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def run_io_tests(
+    program: str, cases: list[tuple[str, str]], limits: SandboxLimits | None = None
+) -> list[bool]:
+    """Run `program` once per (stdin, expected stdout) case; a case passes when the run exits 0 and its
+    output equals the expected one (trailing spaces and blank lines ignored). The verdict is made here, from
+    the output, so the program cannot forge it (unlike assert tests, see docs/security.md)."""
+    if not cases:
+        raise ConfigError("run_io_tests needs at least one (stdin, expected stdout) case")
+    out = []
+    for stdin, expected in cases:
+        res = run_program(program, stdin=stdin, limits=limits)
+        out.append(res.status == "ok" and _normalise_output(res.stdout) == _normalise_output(expected))
+    return out

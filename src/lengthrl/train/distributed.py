@@ -66,6 +66,14 @@ class Dist:
             tdist.all_reduce(x, op=tdist.ReduceOp.SUM)
         return x
 
+    def all_reduce(self, x: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """`x` reduced elementwise over ranks by op 'sum', 'min' or 'max' (a new tensor)."""
+        x = x.detach().clone()
+        if self.enabled:
+            tdist.all_reduce(x, op={"sum": tdist.ReduceOp.SUM, "min": tdist.ReduceOp.MIN,
+                                    "max": tdist.ReduceOp.MAX}[op])
+        return x
+
     def all_max(self, n: int) -> int:
         """Largest integer `n` over ranks."""
         if not self.enabled:
@@ -185,10 +193,12 @@ def init_from_env(strategy: str = "ddp", timeout_s: float = 600.0) -> Dist:
     return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), strategy=strategy)
 
 
-def shutdown(d: Dist) -> None:
-    """Barrier, then leave the process group (a barrier first: no rank tears down while another still works)."""
+def shutdown(d: Dist, wait: bool = True) -> None:
+    """Leave the process group; with `wait`, after a barrier, so no rank tears down while another still works
+    (without: after an error, when the other ranks may never arrive)."""
     if d.enabled and tdist.is_initialized():
-        tdist.barrier()
+        if wait:
+            tdist.barrier()
         tdist.destroy_process_group()
 
 

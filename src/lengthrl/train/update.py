@@ -75,7 +75,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     hp = loss_hparams(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     scale = d.grad_scale(spec.global_norm)
-    sums: dict[str, float] = {}
+    stats = LossStats(seq_level=spec.level == "sequence")
     n_opt = skipped = 0
     losses, norms = [], []
     ent_sum, ent_tok = torch.zeros(()), torch.zeros(())
@@ -105,10 +105,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
                     loss = out.loss if spec.global_norm else out.loss / max(len(parts), 1)
                     (loss * scale).backward()
                 total = total + loss.detach()
-                w = float(m.loss_mask.sum()) / max(float(num_tokens), 1.0)
-                for k, v in out.metrics.items():
-                    if k not in ("tokens", "seqs"):
-                        sums[k] = sums.get(k, 0.0) + float(v) * w
+                stats.add(out.metrics)
                 ent_sum += (ent.detach() * m.loss_mask).sum()
                 ent_tok += m.loss_mask.sum()
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
@@ -124,10 +121,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             n_opt += 1
             losses.append(float(total))
             norms.append(float(norm))
-    n_mb = cfg.epochs * cfg.mini_batches
-    keys = sorted(sums)
-    reduced = d.all_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)) if keys else []
-    metrics = {k: float(v) / n_mb for k, v in zip(keys, reduced)}
+    metrics = stats.reduce(d)
     ent_sum, ent_tok = d.all_sum(ent_sum), d.all_sum(ent_tok)
     metrics.update(
         loss=sum(losses) / max(len(losses), 1), grad_norm=sum(norms) / max(len(norms), 1),
@@ -135,6 +129,53 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
         lr=scheduler.get_last_lr()[0],
     )
     return metrics
+
+
+class LossStats:
+    """The loss metrics of an update, reduced so that they do not depend on how the rows were split into
+    micro-batches or ranks: `*_min` / `*_max` by min / max, the others as means weighted by the number of
+    entries they average (tokens; sequences for the sequence-level ratios of gspo / luspo; tokens for kl_ref)."""
+
+    def __init__(self, seq_level: bool):
+        self.seq_level = seq_level
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+        self.lo: dict[str, float] = {}
+        self.hi: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Fold in one micro-batch's `policy_loss` metrics (with its `tokens` and `seqs` counts)."""
+        for k, v in metrics.items():
+            if k in ("tokens", "seqs"):
+                continue
+            w = float(metrics["seqs"] if self.seq_level and k != "kl_ref" else metrics["tokens"])
+            self.sums.setdefault(k, 0.0)
+            self.weights.setdefault(k, 0.0)
+            self.lo.setdefault(k, math.inf)
+            self.hi.setdefault(k, -math.inf)
+            if w > 0:
+                self.sums[k] += float(v) * w
+                self.weights[k] += w
+                self.lo[k], self.hi[k] = min(self.lo[k], float(v)), max(self.hi[k], float(v))
+
+    def reduce(self, d) -> dict[str, float]:
+        """The metrics over every micro-batch of every rank (`d`: a `Dist`; the same keys on every rank)."""
+        keys = sorted(self.sums)
+        f64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+        sums = d.all_reduce(f64([self.sums[k] for k in keys]))
+        weights = d.all_reduce(f64([self.weights[k] for k in keys]))
+        lo = d.all_reduce(f64([self.lo[k] for k in keys]), "min")
+        hi = d.all_reduce(f64([self.hi[k] for k in keys]), "max")
+        out = {}
+        for i, k in enumerate(keys):
+            if k.endswith("_min"):
+                v = float(lo[i])
+            elif k.endswith("_max"):
+                v = float(hi[i])
+            else:
+                v = float(sums[i] / weights[i]) if weights[i] > 0 else 0.0
+            out[k] = v if math.isfinite(v) else 0.0
+        return out
 
 
 def make_optimizer(model, cfg, total_steps: int):

@@ -23,7 +23,7 @@ def test_length_reward_scores_equal_length_reward_in_any_order():
     got = length_reward_scores("kimi", mask, uids, correct)
     # groups: x = rows (0, 2) lengths (3, 5); y = rows (1, 3) lengths (9, 2)
     want = length_reward("kimi", torch.tensor([3, 5, 9, 2]), torch.tensor([1, 0, 0, 1]), 2)
-    assert got.tolist() == pytest.approx([want[0], want[2], want[1], want[3]])
+    assert got.tolist() == pytest.approx([float(want[i]) for i in (0, 2, 1, 3)])
     assert got.tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5])  # by hand: shortest 0.5, longest -0.5
 
 

@@ -72,7 +72,7 @@ class Recorder(torch.optim.SGD):
         return super().step(closure)
 
 
-def one_update(model_dir: str, loss: str, d: Dist, rows: torch.Tensor) -> tuple[float, torch.Tensor]:
+def one_update(model_dir: str, loss: str, d: Dist, rows: torch.Tensor, micro: int = 3) -> tuple[float, torch.Tensor]:
     """Loss and flattened gradient of one optimizer step of `loss` on `rows` of the fixed batch."""
     from lengthrl.models import load_policy
 
@@ -83,7 +83,8 @@ def one_update(model_dir: str, loss: str, d: Dist, rows: torch.Tensor) -> tuple[
     wrapped = d.wrap(model)
     opt = Recorder(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    cfg = build_config(extra=dict(model=model_dir, loss=loss, prompts_per_step=4, group_size=G) | UPDATE_KW)
+    cfg = build_config(extra=dict(model=model_dir, loss=loss, prompts_per_step=4, group_size=G) | UPDATE_KW
+                       | dict(micro_batch_size=micro))
     m = ppo_update(wrapped, opt, sched, batch.rows(rows), cfg, torch.Generator().manual_seed(MB_SEED), dist=d,
                    groups=groups)
     assert m["optimizer_steps"] == UPDATE_KW["mini_batches"]
@@ -103,6 +104,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
         rows = torch.arange(rank * B // WORLD, (rank + 1) * B // WORLD)
         for loss in LOSSES:
             results[f"{strategy}/{loss}"] = one_update(model_dir, loss, d, rows)
+        results[f"{strategy}/bnpo/micro4"] = one_update(model_dir, "bnpo", d, rows, micro=G)
     d = init_from_env("ddp")
     run = Path(out) / "run"
     cfg = build_config(extra=RUN_KW | dict(model=model_dir, steps=2))
@@ -158,8 +160,10 @@ def test_update_equals_one_process_for_every_loss(model_dir, two_ranks):
             key = f"{strategy}/{loss}"
             (l0, g0), (l1, g1) = ranks[0][key], ranks[1][key]
             assert l0 == l1 and torch.equal(g0, g1), f"{key}: ranks disagree"
-            if loss == "bnpo":  # per-rank normalisation by definition: check it differs from the global one
-                continue
+            if loss == "bnpo":  # normalised per micro-batch by definition: the reference has one micro-batch
+                key = f"{key}/micro4"  # per rank's rows (a whole group), and the ranks use micro-batches of G
+                (l0, g0) = ranks[0][key]
+                ref_loss, ref_grad = one_update(model_dir, loss, SINGLE, torch.arange(B), micro=G)
             dl, dg = abs(l0 - ref_loss), float((g0 - ref_grad).abs().max())
             report[key] = (dl, dg)
             assert dl < TOL and dg < TOL, (key, dl, dg)

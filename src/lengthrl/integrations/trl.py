@@ -21,10 +21,11 @@ ga / steps_per_generation of it, and DDP averages over the W processes, so each 
 luspo its (1/B) Σ_i |y_i| l_i over the window and gspo its per-sequence mean (DAPO: TRL's own token-mean).
 Under evaluation (no accumulation) the micro-batch's own counts are used.
 
-Rewards: `length_reward_func(name, correct_fn, **hparams)` wraps a registered length reward (DAPO overlong,
-DLER, Kimi, L1, cosine, ...) as a TRL reward function `f(prompts=, completions=, completion_ids=, **columns) ->
-list[float]`; lengths are in tokens (completion_ids), EOS excluded (TRL strips it). Group-relative rewards need
-each process's batch to hold whole groups of `num_generations` (TRL's default sampler lays groups contiguous).
+Rewards: `length_reward_func(name, correct_fn, group_size=G, **hparams)` wraps a registered length reward
+(DAPO overlong, DLER, Kimi, L1, cosine, ...) as a TRL reward function `f(prompts=, completions=,
+completion_ids=, **columns) -> list[float]`; lengths are in tokens (completion_ids, EOS included, as lengthrl
+counts). Group-relative rewards need each call's batch to be whole, contiguous groups of `num_generations`
+(checked on every call).
 
 Metrics: the length statistics of lengthrl (`len/mean`, `len/p90`, `len/group_std_mean`, `trunc_rate`,
 `adv_len_corr`, mean length of positive- and negative-advantage responses) are logged with TRL's metrics.
@@ -80,7 +81,7 @@ class LengthRLGRPOTrainer(GRPOTrainer):
         mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
         out["num_seqs_in_batch"] = self.accelerator.gather((mask.sum(-1) > 0).sum()).sum()  # S_gen, all processes
         mode = "train" if self.model.training else "eval"
-        lengths = self.accelerator.gather(out["completion_mask"].sum(-1))  # [N] tokens (EOS excluded by TRL)
+        lengths = self.accelerator.gather(out["completion_mask"].sum(-1))  # [N] tokens, EOS included
         adv = self.accelerator.gather(out["advantages"].reshape(len(out["completion_mask"]), -1)[:, 0])  # [N]
         ids = out["completion_ids"]
         eos = torch.tensor(list(self.eos_token_ids), device=ids.device)

@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test demo audit clean
+VERL_VENV ?= .venv-verl
+VERL_PY   := $(VERL_VENV)/bin/python
+
+.PHONY: venv test test-integrations demo audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +20,19 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_integrations_verl.py
+
+# verl (optional extra) cannot share .venv: it pins transformers < 5.11 and pulls ray. Its own venv, then the
+# verl tests there; the TRL and multi-process tests (already in `make test`) again for one report.
+$(VERL_VENV)/.verl-installed: constraints.txt
+	test -x $(VERL_PY) || python3 -m venv $(VERL_VENV)
+	$(VERL_PY) -m pip install -q torch==2.13.0
+	$(VERL_PY) -m pip install -q -c constraints.txt verl==0.9.1 pytest==9.2.0
+	touch $@
+
+test-integrations: $(STAMP) $(VERL_VENV)/.verl-installed
+	$(VERL_PY) -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
+	$(PY) -m pytest -q tests/test_integrations_trl.py tests/test_integrations_verl_core.py tests/test_distributed.py
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo

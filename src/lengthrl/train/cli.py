@@ -11,15 +11,23 @@ from lengthrl.train.config import build_config, describe, to_dict
              "lengthrl train --config configs/luspo.toml --out runs/luspo",
              "lengthrl train --config configs/dler.toml --set steps=20 --set lr=1e-4 --out runs/dler",
              "lengthrl train --config configs/gspo.toml --out runs/gspo --resume",
+             "torchrun --nproc_per_node 2 -m lengthrl train --config configs/luspo.toml --out runs/luspo2",
              "lengthrl train --set model=/path/to/model --set task=data --set task_args.path=train.jsonl "
              "--out runs/mine",
          ])
 def run_train(args) -> int:
+    from lengthrl.train.distributed import init_from_env, shutdown
     from lengthrl.train.loop import train
 
     cfg = build_config(args.config, args.set)
-    tr = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    rows = tr.metrics.rows()
+    dist = init_from_env()  # several processes under torchrun (docs/scaling.md), else a no-op
+    try:
+        tr = train(cfg, args.out, resume=args.resume, progress=not args.quiet, dist=dist)
+    except BaseException:
+        shutdown(dist, wait=False)  # the other ranks stop on the broken collective
+        raise
+    shutdown(dist)
+    rows = tr.metrics.rows() if dist.is_main else []
     if rows:
         last = rows[-1]
         print(f"done: {len(rows)} steps; last acc {last['acc']:.3f}, mean length {last['len/mean']:.1f}; "

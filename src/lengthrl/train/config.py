@@ -43,6 +43,9 @@ class TrainConfig:
     temperature: float = doc("sampling temperature of the rollouts", 1.0)
     top_p: float = doc("nucleus sampling threshold of the rollouts (1 = off)", 1.0)
     top_k: int = doc("top-k of the rollouts (0 = off)", 0)
+    rollout_shards: int = doc("sample each step's prompts in this many equal shards, each seeded by (seed, step, "
+                              "shard), so samples do not depend on the number of processes; 0 = one stream on "
+                              "one process, one shard per rank under torchrun", 0)
     # ---- objective -----------------------------------------------------------------------------------------
     loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
     loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
@@ -196,7 +199,9 @@ def validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
     for key in ("train_prompts",):
         need(getattr(cfg, key) >= cfg.prompts_per_step, key, "must be at least prompts_per_step")
-    for key in ("eval_prompts", "micro_batch_size", "warmup_steps", "checkpoint_every", "log_every",
+    need(cfg.rollout_shards <= 0 or cfg.prompts_per_step % cfg.rollout_shards == 0, "rollout_shards",
+         f"must divide prompts_per_step={cfg.prompts_per_step} (shards hold whole groups)")
+    for key in ("eval_prompts", "micro_batch_size", "rollout_shards", "warmup_steps", "checkpoint_every", "log_every",
                 "sample_every", "threads"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from lengthrl.rollout import HFEngine, SamplingParams
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
+from lengthrl.train.distributed import SINGLE, Dist, concat_rollouts, shard_seed
 from lengthrl.train.metrics import MetricsLog, rollout_metrics
 from lengthrl.train.scoring import score_batch
 from lengthrl.train.update import UpdateBatch, batched_logprobs, make_optimizer, ppo_update
@@ -64,11 +65,18 @@ def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[li
 class Trainer:
     """Holds the state of one run; `run()` executes the loop. Public so tests and the demo can drive it."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 dist: Dist | None = None):
         from lengthrl.models import load_policy
         from lengthrl.tasks import get_task
 
-        self.cfg, self.out, self.progress = cfg, Path(out_dir), progress
+        self.dist = dist or SINGLE  # several processes: see lengthrl.train.distributed
+        self.cfg, self.out, self.progress = cfg, Path(out_dir), progress and self.dist.is_main
+        self.block = self.dist.block(cfg.prompts_per_step)  # this rank's prompts [lo, hi) of each step
+        self.n_shards = cfg.rollout_shards or (self.dist.world_size if self.dist.enabled else 0)
+        if self.n_shards % self.dist.world_size:
+            raise ConfigError(f"config key 'rollout_shards': {cfg.rollout_shards} is not a multiple of the "
+                              f"{self.dist.world_size} processes; use 0 (one shard per process) or a multiple")
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -93,15 +101,17 @@ class Trainer:
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches
+        self.train_model = self.dist.wrap(self.model)  # DDP over the model with several processes
         self.opt, self.sched = make_optimizer(self.model, cfg, total_opt)
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.step, self.bad_steps = 0, 0
-        (self.out / "config.json").write_text(json.dumps(to_dict(cfg) | {"model_dir": str(self.model_dir)},
-                                                         indent=1))
+        if self.dist.is_main:
+            (self.out / "config.json").write_text(json.dumps(to_dict(cfg) | {"model_dir": str(self.model_dir)},
+                                                             indent=1))
         if self.resume_from is not None:
             self._resume(self.resume_from)
-        else:
+        elif self.dist.is_main:
             for f in ("metrics.jsonl", "samples.jsonl"):
                 (self.out / f).unlink(missing_ok=True)
 
@@ -114,9 +124,14 @@ class Trainer:
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
         }
 
-    def save(self) -> Path:
-        return ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(),
-                                    self.cfg.keep_checkpoints)
+    def save(self) -> Path | None:
+        """Checkpoint (rank 0 writes; every rank waits until it is complete)."""
+        path = None
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(),
+                                        self.cfg.keep_checkpoints)
+        self.dist.barrier()
+        return path
 
     def _resume(self, path: Path) -> None:
         s = torch.load(path / "trainer_state.pt", weights_only=False)
@@ -128,6 +143,9 @@ class Trainer:
         self.reward.load_state_dict(s["reward"])
         self.update_gen.set_state(s["update_gen"])
         self.step, self.bad_steps = s["step"], s["bad_steps"]
+        self.dist.barrier()  # every rank has read the checkpoint before rank 0 edits the logs
+        if not self.dist.is_main:
+            return
         self.metrics.truncate_after(self.step)
         samples = self.out / "samples.jsonl"
         if samples.exists():
@@ -139,16 +157,17 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
-        samples = self.sampler.next(cfg.prompts_per_step)
-        prompt_ids = encode_prompts(self.tok, samples, self.max_prompt_tokens)
-        batch = self.engine.generate(prompt_ids, G, self.params)  # [N = prompts × G]
+        samples = self.sampler.next(cfg.prompts_per_step)  # the global batch's prompts, the same on every rank
+        lo, hi = self.block
+        prompt_ids = encode_prompts(self.tok, samples[lo:hi], self.max_prompt_tokens)
+        batch = self._generate(prompt_ids)  # [n = this rank's prompts × G]
         t_roll = time.perf_counter() - t0
-        texts = batch.texts(self.tok)
-        scored = score_batch(self.task, self.reward, samples, texts, batch.lengths, G, batch.truncated)
+        texts, lengths, truncated = self._gather(batch.texts(self.tok), batch.lengths, batch.truncated)  # [N]
+        scored = score_batch(self.task, self.reward, samples, texts, lengths, G, truncated)
         eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
         adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
-        m = rollout_metrics(batch.lengths, scored.correct, batch.truncated, scored.rewards, scored.terms, adv, G)
-        keep = torch.ones(len(batch), dtype=torch.bool)
+        m = rollout_metrics(lengths, scored.correct, truncated, scored.rewards, scored.terms, adv, G)
+        keep = torch.ones(len(lengths), dtype=torch.bool)
         if cfg.dynamic_sampling:
             keep, frac = dynamic_sampling_filter(scored.rewards, G)
             m["kept_groups_frac"] = float(frac)
@@ -156,16 +175,23 @@ class Trainer:
         if cfg.overlong_filter:
             loss_mask = loss_mask * (~batch.truncated).float()[:, None]
         ub = UpdateBatch(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, loss_mask,
-                         adv, batch.group_index)
-        rows = keep.nonzero().flatten()
-        if len(rows) and float(loss_mask[rows].sum()) > 0:
-            ub = ub.rows(rows)
-            micro = cfg.micro_batch_size or len(rows)
+                         adv[lo * G:hi * G], batch.group_index + lo)  # group ids global
+        keep_local = keep[lo * G:hi * G]
+        groups = torch.unique(torch.arange(cfg.prompts_per_step).repeat_interleave(G)[keep])  # kept, global
+        rows = keep_local.nonzero().flatten()
+        if float(self.dist.all_sum(loss_mask[rows].sum())) > 0:
+            if len(rows):
+                ub = ub.rows(rows)
+            else:  # nothing kept here: one zero-weight row keeps this rank in the collectives
+                ub = ub.rows(torch.zeros(1, dtype=torch.long))
+                ub.loss_mask = torch.zeros_like(ub.loss_mask)
+            micro = cfg.micro_batch_size or len(ub.advantages)
             if cfg.epochs > 1 or cfg.mini_batches > 1:
                 ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature)
             if self.ref is not None:
                 ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature)
-            um = ppo_update(self.model, self.opt, self.sched, ub, cfg, self.update_gen)
+            um = ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
+                            groups=groups)
         else:  # dynamic sampling kept nothing, or every response was filtered out
             um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0]}
         m.update(um)
@@ -175,17 +201,39 @@ class Trainer:
             self.bad_steps = 0
         dt = time.perf_counter() - t0
         m.update(step=self.step + 1, step_time_s=dt, rollout_time_s=t_roll,
-                 tokens_per_s=float(batch.lengths.sum()) / max(t_roll, 1e-9),
+                 tokens_per_s=float(lengths.sum()) / max(t_roll, 1e-9),
                  verifier_errors=scored.verifier_errors)
-        if cfg.sample_every and (self.step + 1) % cfg.sample_every == 0:
+        if self.dist.is_main and cfg.sample_every and (self.step + 1) % cfg.sample_every == 0:
             with open(self.out / "samples.jsonl", "a") as f:
                 for i in range(0, len(texts), max(1, G // 2)):
                     f.write(json.dumps({
                         "step": self.step + 1, "prompt_id": samples[i // G].id, "prompt": samples[i // G].prompt,
-                        "response": texts[i], "length": int(batch.lengths[i]), "correct": bool(scored.correct[i]),
+                        "response": texts[i], "length": int(lengths[i]), "correct": bool(scored.correct[i]),
                         "reward": float(scored.rewards[i]), "advantage": float(adv[i]),
                     }) + "\n")
         return m
+
+    def _generate(self, prompt_ids: list[list[int]]):
+        """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
+        sampled with the seed of (seed, step, shard), then stacked."""
+        G = self.cfg.group_size
+        if not self.n_shards:
+            return self.engine.generate(prompt_ids, G, self.params)
+        per_rank = self.n_shards // self.dist.world_size
+        k = len(prompt_ids) // per_rank
+        out = []
+        for i in range(per_rank):
+            shard = self.dist.rank * per_rank + i
+            params = replace(self.params, seed=shard_seed(self.cfg.seed, self.step, shard))
+            out.append(self.engine.generate(prompt_ids[i * k:(i + 1) * k], G, params))
+        return out[0] if len(out) == 1 else concat_rollouts(out, self.engine.pad_token_id)
+
+    def _gather(self, texts: list[str], lengths: torch.Tensor, truncated: torch.Tensor):
+        """The whole batch's texts [N], lengths [N] and truncation flags [N], in rank order, on every rank."""
+        if not self.dist.enabled:
+            return texts, lengths, truncated
+        parts = self.dist.gather_objects((texts, lengths, truncated))
+        return [t for p in parts for t in p[0]], torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
     # ---- the loop ------------------------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -201,7 +249,8 @@ class Trainer:
                 m = self.train_step()
                 self.step += 1
                 m["time_s"] = time.perf_counter() - t_start
-                self.metrics.write(m)
+                if self.dist.is_main:
+                    self.metrics.write(m)
                 info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
                         f"ent {m.get('entropy', float('nan')):.2f}")
                 bar.update(job, completed=self.step, info=info)
@@ -218,8 +267,10 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save()
         self.save()
-        self.model.save_pretrained(self.out / "final", safe_serialization=True)
-        self.tok.save_pretrained(self.out / "final")
+        if self.dist.is_main:
+            self.model.save_pretrained(self.out / "final", safe_serialization=True)
+            self.tok.save_pretrained(self.out / "final")
+        self.dist.barrier()
         return self.metrics.rows()
 
     def evaluate(self, name: str = "eval", samples=None, temperature: float | None = None, n: int | None = None):
@@ -234,10 +285,10 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          evaluate: bool = True) -> Trainer:
-    """Run a whole training (and the final held-out evaluation when cfg.eval_prompts > 0)."""
-    tr = Trainer(cfg, out_dir, resume=resume, progress=progress)
+          evaluate: bool = True, dist: Dist | None = None) -> Trainer:
+    """Run a whole training (and the final held-out evaluation when cfg.eval_prompts > 0, on rank 0)."""
+    tr = Trainer(cfg, out_dir, resume=resume, progress=progress, dist=dist)
     tr.run()
-    if evaluate and cfg.eval_prompts:
+    if evaluate and cfg.eval_prompts and tr.dist.is_main:
         tr.evaluate()
     return tr

@@ -51,47 +51,67 @@ def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float) -> t
     return torch.cat(out)
 
 
-def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator) -> list[torch.Tensor]:
-    """Split rows into `n_mini` mini-batches of whole groups, groups in a random order."""
-    groups = torch.unique(group_index)
+def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator,
+                   groups: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Split rows into `n_mini` mini-batches of whole groups, groups in a random order. `groups`: the ids to
+    split (default: those of `group_index`); with several ranks, the global list, so every rank draws the same
+    mini-batches and keeps the rows it holds (possibly none)."""
+    groups = torch.unique(group_index) if groups is None else groups
     perm = groups[torch.randperm(len(groups), generator=g)]
     return [torch.isin(group_index, chunk).nonzero().flatten() for chunk in perm.chunk(n_mini)]
 
 
-def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Generator) -> dict[str, float]:
-    """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`. Returns averaged metrics (floats)."""
+def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Generator, dist=None,
+               groups: torch.Tensor | None = None) -> dict[str, float]:
+    """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`. Returns averaged metrics (floats).
+
+    With several ranks (`dist`, see `lengthrl.train.distributed`), `batch` is this rank's rows and `groups` the
+    global group ids to update on; normalisers, losses and metrics are reduced over ranks, and every rank runs
+    as many micro-batch passes as the busiest one (idle passes carry zero weight), as DDP and FSDP2 need."""
+    from lengthrl.train.distributed import SINGLE
+
+    d = dist or SINGLE
     spec = LOSSES[cfg.loss]
     hp = loss_hparams(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    sums: dict[str, float] = {}
+    scale = d.grad_scale(spec.global_norm)
+    stats = LossStats(seq_level=spec.level == "sequence")
     n_opt = skipped = 0
-    losses, norms, entropies = [], [], []
+    losses, norms = [], []
+    ent_sum, ent_tok = torch.zeros(()), torch.zeros(())
     model.train()
     for _epoch in range(cfg.epochs):
-        for rows in minibatch_rows(batch.group_index, cfg.mini_batches, g):
+        for rows in minibatch_rows(batch.group_index, cfg.mini_batches, g, groups):
             mb = batch.rows(rows)
-            num_tokens = mb.loss_mask.sum()
-            num_seqs = (mb.loss_mask.sum(-1) > 0).sum().to(num_tokens.dtype)
-            micro = cfg.micro_batch_size or len(rows)
-            parts = torch.arange(len(rows)).split(micro)
+            num_tokens = d.all_sum(mb.loss_mask.sum())
+            num_seqs = d.all_sum((mb.loss_mask.sum(-1) > 0).sum().to(num_tokens.dtype))
+            micro = cfg.micro_batch_size or max(len(rows), 1)
+            parts = list(torch.arange(len(rows)).split(micro)) if len(rows) else []
+            n_parts = d.all_max(len(parts))
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros(())
-            for idx in parts:
-                m = mb.rows(idx)
-                logp, ent = compute_logprobs(model, m.prompt_ids, m.prompt_mask, m.response_ids,
-                                             m.response_mask, temperature=cfg.temperature, return_entropy=True)
-                old = logp.detach() if m.old_logp is None else m.old_logp
-                out = policy_loss(cfg.loss, logp, old, m.advantages, m.loss_mask, num_tokens=num_tokens,
-                                  num_seqs=num_seqs, ref_logp=m.ref_logp, **hp)
-                loss = out.loss if spec.global_norm else out.loss / len(parts)
-                loss.backward()
+            for j in range(n_parts):
+                if j < len(parts):
+                    m = mb.rows(parts[j])
+                else:  # this rank holds fewer rows: a zero-weight pass keeps the collectives in step
+                    m = batch.rows(torch.zeros(1, dtype=torch.long))
+                    m.loss_mask = torch.zeros_like(m.loss_mask)
+                with d.sync(model, last=j == n_parts - 1):
+                    logp, ent = compute_logprobs(model, m.prompt_ids, m.prompt_mask, m.response_ids,
+                                                 m.response_mask, temperature=cfg.temperature, return_entropy=True)
+                    old = logp.detach() if m.old_logp is None else m.old_logp
+                    out = policy_loss(cfg.loss, logp, old, m.advantages, m.loss_mask, num_tokens=num_tokens,
+                                      num_seqs=num_seqs, ref_logp=m.ref_logp, **hp)
+                    loss = out.loss if spec.global_norm else out.loss / max(len(parts), 1)
+                    (loss * scale).backward()
                 total = total + loss.detach()
-                w = float(m.loss_mask.sum()) / max(float(num_tokens), 1.0)
-                for k, v in out.metrics.items():
-                    if k not in ("tokens", "seqs"):
-                        sums[k] = sums.get(k, 0.0) + float(v) * w
-                entropies.append(float((ent.detach() * m.loss_mask).sum() / m.loss_mask.sum().clamp(min=1)))
+                stats.add(out.metrics)
+                ent_sum += (ent.detach() * m.loss_mask).sum()
+                ent_tok += m.loss_mask.sum()
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
+                norm = norm.full_tensor()
+            total = d.all_sum(total) / (1.0 if spec.global_norm else d.world_size)
             if not (torch.isfinite(total) and torch.isfinite(norm)):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
@@ -101,14 +121,61 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             n_opt += 1
             losses.append(float(total))
             norms.append(float(norm))
-    n_mb = cfg.epochs * cfg.mini_batches
-    metrics = {k: v / n_mb for k, v in sums.items()}
+    metrics = stats.reduce(d)
+    ent_sum, ent_tok = d.all_sum(ent_sum), d.all_sum(ent_tok)
     metrics.update(
         loss=sum(losses) / max(len(losses), 1), grad_norm=sum(norms) / max(len(norms), 1),
-        entropy=sum(entropies) / max(len(entropies), 1), skipped_updates=skipped, optimizer_steps=n_opt,
+        entropy=float(ent_sum / ent_tok.clamp(min=1)), skipped_updates=skipped, optimizer_steps=n_opt,
         lr=scheduler.get_last_lr()[0],
     )
     return metrics
+
+
+class LossStats:
+    """The loss metrics of an update, reduced so that they do not depend on how the rows were split into
+    micro-batches or ranks: `*_min` / `*_max` by min / max, the others as means weighted by the number of
+    entries they average (tokens; sequences for the sequence-level ratios of gspo / luspo; tokens for kl_ref)."""
+
+    def __init__(self, seq_level: bool):
+        self.seq_level = seq_level
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+        self.lo: dict[str, float] = {}
+        self.hi: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Fold in one micro-batch's `policy_loss` metrics (with its `tokens` and `seqs` counts)."""
+        for k, v in metrics.items():
+            if k in ("tokens", "seqs"):
+                continue
+            w = float(metrics["seqs"] if self.seq_level and k != "kl_ref" else metrics["tokens"])
+            self.sums.setdefault(k, 0.0)
+            self.weights.setdefault(k, 0.0)
+            self.lo.setdefault(k, math.inf)
+            self.hi.setdefault(k, -math.inf)
+            if w > 0:
+                self.sums[k] += float(v) * w
+                self.weights[k] += w
+                self.lo[k], self.hi[k] = min(self.lo[k], float(v)), max(self.hi[k], float(v))
+
+    def reduce(self, d) -> dict[str, float]:
+        """The metrics over every micro-batch of every rank (`d`: a `Dist`; the same keys on every rank)."""
+        keys = sorted(self.sums)
+        f64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+        sums = d.all_reduce(f64([self.sums[k] for k in keys]))
+        weights = d.all_reduce(f64([self.weights[k] for k in keys]))
+        lo = d.all_reduce(f64([self.lo[k] for k in keys]), "min")
+        hi = d.all_reduce(f64([self.hi[k] for k in keys]), "max")
+        out = {}
+        for i, k in enumerate(keys):
+            if k.endswith("_min"):
+                v = float(lo[i])
+            elif k.endswith("_max"):
+                v = float(hi[i])
+            else:
+                v = float(sums[i] / weights[i]) if weights[i] > 0 else 0.0
+            out[k] = v if math.isfinite(v) else 0.0
+        return out
 
 
 def make_optimizer(model, cfg, total_steps: int):

@@ -1,0 +1,62 @@
+"""The real command line under torchrun: `torchrun --nproc_per_node 2 -m lengthrl train ...`, then `--resume`,
+logs the metrics of `lengthrl train` on one process with the same rollout shards. Slow (two torchrun starts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lengthrl.models import save_tiny_random_model
+
+pytestmark = pytest.mark.slow
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SETS = ["task=arith_chain", "train_prompts=64", "eval_prompts=0", "prompts_per_step=4", "group_size=4",
+        "max_new_tokens=24", "checkpoint_every=1", "sample_every=1", "log_every=0", "lr=1e-2", "loss=luspo",
+        "mini_batches=2", "micro_batch_size=3", "rollout_shards=2",
+        'reward=[{name="correct",weight=1.0},{name="kimi",weight=1.0}]']
+
+
+def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False) -> subprocess.CompletedProcess:
+    args = [f"--set={s}" for s in SETS + [f"model={model}", f"steps={steps}"]]
+    args += ["--out", str(out), "--quiet"] + (["--resume"] if resume else [])
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 \
+        else [sys.executable]
+    env = os.environ | {"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(launcher + ["-m", "lengthrl", "train", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def ok(p: subprocess.CompletedProcess, out: Path, steps: int) -> None:
+    """Success, or an abort at teardown after every step was logged (seen with gloo)."""
+    done = (out / "metrics.jsonl").is_file() and len(rows(out / "metrics.jsonl")) == steps
+    assert p.returncode == 0 or (done and "terminate called" in p.stderr), p.stderr[-2000:]
+
+
+def test_torchrun_train_and_resume_equal_one_process(tmp_path):
+    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
+                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
+                                       max_position_embeddings=128))
+    one, two = tmp_path / "one", tmp_path / "two"
+    ok(run(one, model, 3, 1), one, 3)
+    ok(run(two, model, 2, 2), two, 2)
+    ok(run(two, model, 3, 2, resume=True), two, 3)
+    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        for k, v in x.items():
+            if k.endswith("time_s") or k == "tokens_per_s":
+                continue
+            if isinstance(v, float):
+                assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-6), (x["step"], k)
+            else:
+                assert v == y[k], (x["step"], k)
+    assert (two / "final" / "config.json").is_file()

@@ -58,13 +58,13 @@ def _needs_grad(model: torch.nn.Module) -> bool:
 def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: torch.Tensor, mask_token_id: int,
                 chunk_size: int | None = None, *, prompt_mask: torch.Tensor | None = None,
                 response_mask: torch.Tensor | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-                use_checkpoint: bool | None = None) -> torch.Tensor:
+                use_checkpoint: bool | None = None, temperature: float = 1.0) -> torch.Tensor:
     """Exact AR-order log-probs [B, T] of `response_ids` [B, T] given `prompt_ids` [B, P] (left-padded, see
     `prompt_mask`). Token t is scored on [prompt, y_<t, MASK x (T - t)]; entries outside `response_mask` are 0.
 
     chunk_size: inputs per forward (default: ``chunk_tokens // (P + T)``, a memory budget).
     use_checkpoint: recompute each chunk in backward instead of storing its activations (default: on whenever
-    gradients are needed)."""
+    gradients are needed). temperature: score under softmax(logits / temperature) (the sampling temperature)."""
     _check_inputs(prompt_ids, response_ids, prompt_mask, response_mask)
     B, P = prompt_ids.shape
     T = response_ids.shape[1]
@@ -73,6 +73,8 @@ def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: 
         chunk_size = max(1, chunk_tokens // max(n, 1))
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 to score log-probs, got {temperature}")
     valid = torch.ones_like(response_ids, dtype=torch.bool) if response_mask is None else response_mask.bool()
     rows, cols = valid.nonzero(as_tuple=True)  # [N], [N]: the (sequence, position) pairs scored
     out = torch.zeros(B, T, dtype=torch.float32, device=response_ids.device)
@@ -84,7 +86,7 @@ def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: 
     ckpt = _needs_grad(model) if use_checkpoint is None else use_checkpoint
 
     def score(x: torch.Tensor, a: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        logits = logits_at(model, x, a, pos).float()  # [c, V]
+        logits = logits_at(model, x, a, pos).float() / temperature  # [c, V]
         return logits.log_softmax(-1).gather(-1, tgt[:, None])[:, 0]  # [c]
 
     pieces = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
 from lengthrl.errors import ConfigError, DataError
@@ -44,6 +44,7 @@ def char_tokenizer(alphabet: str = "0123456789+-*=() ,.:?abcdefghijklmnopqrstuvw
     vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, MASK] + chars)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tok.decoder = decoders.Fuse()  # decode to the characters, no spaces between them
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, mask_token=MASK,
         clean_up_tokenization_spaces=False,

@@ -14,6 +14,7 @@ from lengthrl.errors import LengthRLError
 COMMAND_MODULES = [
     "lengthrl.objectives.cli",
     "lengthrl.analysis.audit",
+    "lengthrl.dllm.cli",
 ]
 
 

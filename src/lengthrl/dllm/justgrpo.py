@@ -65,6 +65,9 @@ def justgrpo_step(policy: DiffusionPolicy, optimizer: torch.optim.Optimizer, tok
     """One JustGRPO update on `samples` (the step's prompts); returns the step's metrics."""
     objectives = importlib.import_module("lengthrl.objectives")
     advantages = importlib.import_module("lengthrl.advantages")
+    if not (hasattr(objectives, "policy_loss") and hasattr(advantages, "compute_advantages")):
+        raise ConfigError("JustGRPO needs lengthrl.objectives.policy_loss and lengthrl.advantages."
+                          "compute_advantages; use a lengthrl build that includes both")
     t0 = time.perf_counter()
     pids, pmask = encode_prompts(tokenizer, [s.prompt for s in samples])
     batch = policy.generate(pids, pmask, n=cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,

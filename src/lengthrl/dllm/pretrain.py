@@ -124,18 +124,20 @@ def pretrain(model, tokenizer, task: Task, steps: int, gen_length: int, *, batch
 
 def build_diffusion_organism(out_dir: str | Path, task: Task, tokenizer, steps: int, seed: int = 0, *,
                              gen_length: int = 8, cfg: TinyDiffusionConfig | None = None, batch_size: int = 64,
-                             lr: float = 3e-3, log=None) -> LoadedDiffusionModel:
-    """Pre-train a diffusion organism on `task` and save it to `out_dir`; reuse the directory when it already
-    holds an organism built with the same recipe (task, steps, seed, gen_length, size, lr, batch, vocab)."""
+                             lr: float = 3e-3, n_train: int | None = None, log=None) -> LoadedDiffusionModel:
+    """Pre-train a diffusion organism on `task` (the first `n_train` train samples, default all) and save it to
+    `out_dir`; reuse the directory when it already holds an organism built with the same recipe (task, steps,
+    seed, gen_length, size, lr, batch, n_train, vocab)."""
     cfg = cfg or TinyDiffusionConfig()
     recipe = {"task": task.name, "steps": steps, "seed": seed, "gen_length": gen_length, "cfg": asdict(cfg),
-              "batch_size": batch_size, "lr": lr, "vocab": len(tokenizer)}
+              "batch_size": batch_size, "lr": lr, "n_train": n_train, "vocab": len(tokenizer)}
     out = Path(out_dir)
     meta_file = out / DLLM_META
     if meta_file.is_file() and json.loads(meta_file.read_text()).get("recipe") == recipe:
         return load_diffusion_model(out)
     model = tiny_diffusion_model(tokenizer, cfg, seed=seed)
-    losses = pretrain(model, tokenizer, task, steps, gen_length, batch_size=batch_size, lr=lr, seed=seed, log=log)
+    losses = pretrain(model, tokenizer, task, steps, gen_length, batch_size=batch_size, lr=lr, seed=seed,
+                      n_train=n_train, log=log)
     tail = losses[-max(1, len(losses) // 10):]
     save_diffusion_model(model, tokenizer, out, extra={
         "recipe": recipe, "gen_length": gen_length, "final_loss": sum(tail) / len(tail) if tail else None})

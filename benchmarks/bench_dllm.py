@@ -2,7 +2,8 @@
 
 Both run in this process on the same random tiny masked LM and batch, alternating (so a busy machine slows both
 alike); the figure printed is loop_time / batched_time (> 1: batched is faster), median over repetitions,
-without gradients (scoring) and with a backward pass (training).
+without gradients (scoring) and with a backward pass (training; batched with per-chunk checkpointing, which
+keeps one chunk's activations alive at a time and recomputes it in backward, and without).
 
     PYTHONPATH=src python benchmarks/bench_dllm.py [--batch 8 --prompt 16 --length 64 --reps 5]
 """
@@ -34,7 +35,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stable on a shared machine)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     tok = char_tokenizer()
     cfg = TinyDiffusionConfig(hidden_size=args.hidden, num_layers=args.layers, intermediate_size=2 * args.hidden,
                               max_positions=args.prompt + args.length)
@@ -46,7 +49,7 @@ def main(argv=None) -> dict:
     rmask = (torch.arange(T)[None] < torch.randint(T // 2, T + 1, (B, 1), generator=g)).long()  # varied lengths
     mask_id = tok.mask_token_id
     report = {}
-    for mode in ("no_grad", "grad"):
+    for mode, ckpt in (("no_grad", None), ("grad", True), ("grad", False)):
         def loop():
             with torch.set_grad_enabled(mode == "grad"):
                 lp = ar_logprobs_loop(model, pids, rids, mask_id, response_mask=rmask)
@@ -55,7 +58,8 @@ def main(argv=None) -> dict:
 
         def batched():
             with torch.set_grad_enabled(mode == "grad"):
-                lp = ar_logprobs(model, pids, rids, mask_id, args.chunk_size, response_mask=rmask)
+                lp = ar_logprobs(model, pids, rids, mask_id, args.chunk_size, response_mask=rmask,
+                                 use_checkpoint=ckpt)
                 if mode == "grad":
                     lp.sum().backward()
 
@@ -65,8 +69,9 @@ def main(argv=None) -> dict:
             t_loop.append(timed(loop))
             t_batch.append(timed(batched))
         lo, ba = statistics.median(t_loop), statistics.median(t_batch)
-        report[mode] = {"loop_s": lo, "batched_s": ba, "ratio": lo / ba}
-        print(f"{mode:8s} B={B} P={P} T={T} hidden={args.hidden} layers={args.layers}: loop {lo * 1e3:.1f} ms, "
+        name = mode if ckpt is None else f"{mode}, checkpoint={'on' if ckpt else 'off'}"
+        report[name] = {"loop_s": lo, "batched_s": ba, "ratio": lo / ba}
+        print(f"{name:22s} B={B} P={P} T={T} hidden={args.hidden} layers={args.layers}: loop {lo * 1e3:.1f} ms, "
               f"batched {ba * 1e3:.1f} ms, speed ratio loop/batched = {lo / ba:.2f}x")
     return report
 

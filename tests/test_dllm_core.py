@@ -201,3 +201,25 @@ def test_build_organism_caches_and_learns(tmp_path):
                                      cfg=TinyDiffusionConfig(hidden_size=32, intermediate_size=64))
     assert (tmp_path / "org" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again.meta["recipe"]["steps"] == 60
+
+
+class PlainMaskedLM(torch.nn.Module):
+    """Any module whose forward(input_ids) returns .logits (no head adapter, no position_ids): the LLaDA path."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("O", (), {"logits": self.inner(input_ids=input_ids, attention_mask=attention_mask).logits})()
+
+
+def test_any_module_with_logits_plugs_in(model):
+    from lengthrl.dllm.forward import find_head
+
+    plain = PlainMaskedLM(model)
+    assert find_head(plain) is None and find_head(model) is not None
+    pids, _, rids, rmask = _batch(2, 4, 5, 11)
+    got = ar_logprobs(plain, pids, rids, MASK, chunk_size=3, response_mask=rmask)
+    want = ar_logprobs(model, pids, rids, MASK, response_mask=rmask)
+    assert torch.allclose(got, want, atol=1e-5)

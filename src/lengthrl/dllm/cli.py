@@ -23,12 +23,14 @@ def _passk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-operand", type=int, default=19, help="addition task operands in [0, N]")
     p.add_argument("--gen-length", type=int, default=4, help="generation canvas length")
     p.add_argument("--pretrain-steps", type=int, default=800)
+    p.add_argument("--pretrain-fraction", type=float, default=1.0,
+                   help="share of the train split used for pre-training (RL always uses all of it)")
     p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
     p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
     p.add_argument("--grpo-steps", type=int, default=20)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--prompts-per-step", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-3, help="JustGRPO learning rate (AdamW)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
@@ -46,7 +48,8 @@ def _passk(args: argparse.Namespace) -> int:
     g = args.gen_length
     settings = tuple(sorted({(g, 1), (g, g), (max(1, g // 2), g), (1, g)}, key=lambda s: (-s[0], s[1])))
     cfg = FlexibilityConfig(
-        max_operand=args.max_operand, gen_length=g, pretrain_steps=args.pretrain_steps, n=args.n, ks=args.ks,
+        max_operand=args.max_operand, gen_length=g, pretrain_steps=args.pretrain_steps,
+        pretrain_fraction=args.pretrain_fraction, n=args.n, ks=args.ks,
         decode_settings=settings, seed=args.seed,
         grpo=JustGRPOConfig(steps=args.grpo_steps, group_size=args.group_size,
                             prompts_per_step=args.prompts_per_step, lr=args.lr, seed=args.seed),

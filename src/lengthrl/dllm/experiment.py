@@ -35,7 +35,7 @@ class FlexibilityConfig:
     max_operand: int = 19  # AdditionTask operands in [0, max_operand]
     gen_length: int = 4
     pretrain_steps: int = 800
-    pretrain_fraction: float = 0.5  # share of the train split seen in pre-training (RL sees all of it)
+    pretrain_fraction: float = 1.0  # share of the train split seen in pre-training (RL sees all of it)
     hidden_size: int = 64
     n: int = 16  # samples per prompt for pass@k
     ks: tuple[int, ...] = (1, 2, 4, 8, 16)

@@ -223,3 +223,28 @@ def test_any_module_with_logits_plugs_in(model):
     got = ar_logprobs(plain, pids, rids, MASK, chunk_size=3, response_mask=rmask)
     want = ar_logprobs(model, pids, rids, MASK, response_mask=rmask)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd keeps for backward while `fn` runs."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def test_checkpointed_chunks_keep_little_for_backward(model):
+    pids, _, rids, _ = _batch(4, 6, 8, 2)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    with torch.enable_grad():
+        full = _saved_bytes(lambda: ar_logprobs(model, pids, rids, MASK, chunk_size=4, use_checkpoint=False))
+        ckpt = _saved_bytes(lambda: ar_logprobs(model, pids, rids, MASK, chunk_size=4, use_checkpoint=True))
+        loop = _saved_bytes(lambda: ar_logprobs_loop(model, pids, rids, MASK))
+    assert ckpt * 10 < full and ckpt * 10 < loop  # activations of the 8 chunks are not held

@@ -77,7 +77,7 @@ def test_cli_dllm_passk_micro_run(tmp_path, monkeypatch, capsys):
     present = [m for m in lengthrl.cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None]
     monkeypatch.setattr(lengthrl.cli, "COMMAND_MODULES", present)
     out = tmp_path / "run"
-    rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--max-operand", "4", "--pretrain-steps", "20",
+    rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--max-operand", "3", "--pretrain-steps", "10",
                             "--n", "4", "--ks", "1,2,4", "--grpo-steps", "2", "--group-size", "2",
                             "--prompts-per-step", "2"])
     assert rc == 0

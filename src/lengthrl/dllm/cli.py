@@ -27,10 +27,10 @@ def _passk_args(p: argparse.ArgumentParser) -> None:
                    help="share of the train split used for pre-training (RL always uses all of it)")
     p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
     p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
-    p.add_argument("--grpo-steps", type=int, default=20)
+    p.add_argument("--grpo-steps", type=int, default=60)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--prompts-per-step", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3, help="JustGRPO learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=3e-5, help="JustGRPO learning rate (AdamW)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
@@ -64,7 +64,7 @@ ACTIONS.register("passk", (_passk_args, _passk,
 
 
 @command("dllm", help="diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis",
-         examples=["lengthrl dllm passk --out runs/dllm --grpo-steps 20",
+         examples=["lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
                    "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9"])
 def run(args: argparse.Namespace) -> int:
     return ACTIONS[args.dllm_action][1](args)

@@ -86,7 +86,7 @@ def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, task: Ta
     policy = DiffusionPolicy.from_tokenizer(model, tok, cfg.gen_length)
     history = justgrpo_train(policy, tok, task, cfg.grpo, log=log)
     log("evaluating after JustGRPO")
-    after = evaluate(model, tok, task, cfg, cfg.seed + 1)
+    after = evaluate(model, tok, task, cfg, cfg.seed)  # same sampling seed: common random numbers
     cfg_dict = asdict(cfg)
     results = {"config": cfg_dict, "before": before, "after": after, "justgrpo": history,
                "organism_final_loss": org.meta.get("final_loss")}

@@ -91,3 +91,5 @@ def test_cli_dllm_passk_micro_run(tmp_path, monkeypatch, capsys):
     assert "pass@4" in (out / "passk.md").read_text() and "pass@4" in capsys.readouterr().out
     rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--ks", "1,32", "--n", "4"])
     assert rc == 2  # ConfigError -> message, no traceback
+    rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--task", "no_such_task", "--n", "4", "--ks", "1"])
+    assert rc == 2 and "task" in capsys.readouterr().err

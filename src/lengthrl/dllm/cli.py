@@ -20,11 +20,13 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _passk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/dllm", help="output directory (organism, results.json, passk.md/png)")
+    p.add_argument("--task", default=None, help="a registered task (e.g. arith_chain); default: addition")
     p.add_argument("--max-operand", type=int, default=19, help="addition task operands in [0, N]")
-    p.add_argument("--gen-length", type=int, default=4, help="generation canvas length")
+    p.add_argument("--gen-length", type=int, default=4, help="generation canvas length (0: longest solution + 1)")
     p.add_argument("--pretrain-steps", type=int, default=800)
     p.add_argument("--pretrain-fraction", type=float, default=1.0,
                    help="share of the train split used for pre-training (RL always uses all of it)")
+    p.add_argument("--test-prompts", type=int, default=None, help="evaluate on the first N test prompts")
     p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
     p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
     p.add_argument("--grpo-steps", type=int, default=60)
@@ -43,14 +45,13 @@ def _passk(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.gen_length < 1:
-        raise ConfigError(f"--gen-length must be >= 1, got {args.gen_length}")
-    g = args.gen_length
-    settings = tuple(sorted({(g, 1), (g, g), (max(1, g // 2), g), (1, g)}, key=lambda s: (-s[0], s[1])))
+    if args.gen_length < 0:
+        raise ConfigError(f"--gen-length must be >= 1 (or 0 for automatic), got {args.gen_length}")
     cfg = FlexibilityConfig(
-        max_operand=args.max_operand, gen_length=g, pretrain_steps=args.pretrain_steps,
+        task=args.task, max_operand=args.max_operand, gen_length=args.gen_length,
+        pretrain_steps=args.pretrain_steps, test_prompts=args.test_prompts,
         pretrain_fraction=args.pretrain_fraction, n=args.n, ks=args.ks,
-        decode_settings=settings, seed=args.seed,
+        seed=args.seed,
         grpo=JustGRPOConfig(steps=args.grpo_steps, group_size=args.group_size,
                             prompts_per_step=args.prompts_per_step, lr=args.lr, seed=args.seed),
     )

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from lengthrl.dllm.bias import estimator_bias
 from lengthrl.dllm.justgrpo import JustGRPOConfig, justgrpo_train
-from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer
+from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer_for
 from lengthrl.dllm.passk import correct_counts, greedy_accuracy, passk_curve
 from lengthrl.dllm.pretrain import build_diffusion_organism, encode_prompts
 from lengthrl.dllm.rollout import DiffusionPolicy
@@ -32,15 +32,16 @@ from lengthrl.tasks.base import Task
 class FlexibilityConfig:
     """Settings of `run_flexibility_experiment` (defaults: a few minutes on 2 CPU cores)."""
 
+    task: str | None = None  # a registered task name (lengthrl.tasks.get_task); None: AdditionTask
     max_operand: int = 19  # AdditionTask operands in [0, max_operand]
-    gen_length: int = 4
+    gen_length: int = 4  # 0: the longest solution + EOS
     pretrain_steps: int = 800
     pretrain_fraction: float = 1.0  # share of the train split seen in pre-training (RL sees all of it)
     hidden_size: int = 64
     n: int = 16  # samples per prompt for pass@k
     ks: tuple[int, ...] = (1, 2, 4, 8, 16)
     test_prompts: int | None = None  # default: the whole test split
-    decode_settings: tuple[tuple[int, int], ...] = ((4, 1), (4, 4), (2, 4), (1, 4), (2, 2))  # (steps, block)
+    decode_settings: tuple[tuple[int, int], ...] | None = None  # (steps, block); None: `default_settings`
     grpo: JustGRPOConfig = field(default_factory=JustGRPOConfig)
     seed: int = 0
 
@@ -51,10 +52,28 @@ class FlexibilityConfig:
             raise ConfigError(f"pretrain_fraction must be in (0, 1], got {self.pretrain_fraction}")
 
 
+def default_settings(gen_length: int) -> tuple[tuple[int, int], ...]:
+    """(steps, block) pairs: AR order, one block at 1, 1/2 and 1/gen_length forwards per token."""
+    g = gen_length
+    return tuple(sorted({(g, 1), (g, g), (max(1, g // 2), g), (1, g)}, key=lambda s: (-s[0], s[1])))
+
+
+def resolve_task(cfg: FlexibilityConfig) -> Task:
+    """The task named in `cfg.task` (through the project's task registry), else `AdditionTask`."""
+    if cfg.task is None:
+        return AdditionTask(max_operand=cfg.max_operand)
+    import lengthrl.tasks as tasks
+
+    if not hasattr(tasks, "get_task"):
+        raise ConfigError(f"task {cfg.task!r}: this lengthrl build has no task registry; omit --task")
+    return tasks.get_task(cfg.task)
+
+
 def evaluate(model, tok, task: Task, cfg: FlexibilityConfig, seed: int) -> dict:
     """Greedy accuracy per decoding setting, pass@k per sampling order, estimator bias (test split)."""
     test = task.samples("test", n=cfg.test_prompts, seed=0)
-    acc = [greedy_accuracy(model, tok, task, test, cfg.gen_length, s, b) for s, b in cfg.decode_settings]
+    acc = [greedy_accuracy(model, tok, task, test, cfg.gen_length, s, b)
+           for s, b in cfg.decode_settings or default_settings(cfg.gen_length)]
     curves = {}
     for order in ("ar", "confidence"):
         g = torch.Generator().manual_seed(seed)
@@ -73,13 +92,19 @@ def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, task: Ta
     """Run the experiment (module docstring); returns the results written to `out`/results.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    task = task or AdditionTask(max_operand=cfg.max_operand)
-    tok = char_tokenizer()
-    n_train = max(1, int(len(task.samples("train")) * cfg.pretrain_fraction))
+    task = task or resolve_task(cfg)
+    train, test = task.samples("train"), task.samples("test", n=cfg.test_prompts, seed=0)
+    texts = [x for s in train + test for x in (s.prompt, s.solution or "", s.answer)]
+    tok = char_tokenizer_for(texts)
+    longest = max(len(tok(s.solution or s.answer, add_special_tokens=False)["input_ids"]) for s in train)
+    if cfg.gen_length == 0:
+        cfg = replace(cfg, gen_length=longest + 1)
+    prompt_len = max(len(tok(s.prompt, add_special_tokens=False)["input_ids"]) for s in train + test)
+    n_train = max(1, int(len(train) * cfg.pretrain_fraction))
+    size = TinyDiffusionConfig(hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
+                               max_positions=max(64, prompt_len + cfg.gen_length))
     org = build_diffusion_organism(out / "organism", task, tok, cfg.pretrain_steps, cfg.seed,
-                                   gen_length=cfg.gen_length, n_train=n_train, log=log,
-                                   cfg=TinyDiffusionConfig(hidden_size=cfg.hidden_size,
-                                                           intermediate_size=2 * cfg.hidden_size))
+                                   gen_length=cfg.gen_length, n_train=n_train, log=log, cfg=size)
     log("evaluating the organism before RL")
     before = evaluate(org.model, tok, task, cfg, cfg.seed)
     model = copy.deepcopy(org.model)

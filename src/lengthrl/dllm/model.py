@@ -35,7 +35,10 @@ class TinyDiffusionConfig:
     max_positions: int = 64
 
 
-def char_tokenizer(alphabet: str = "0123456789+-*=() ,.:?abcdefghijklmnopqrstuvwxyzQA") -> PreTrainedTokenizerFast:
+DEFAULT_ALPHABET = "0123456789+-*=() ,.:?abcdefghijklmnopqrstuvwxyzQA"
+
+
+def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:
     """A character-level `PreTrainedTokenizerFast` with pad, eos, unk and mask tokens (ids 0..3).
 
     Any `PreTrainedTokenizerFast` with a mask token works with `lengthrl.dllm`; this one keeps tests and the
@@ -49,6 +52,12 @@ def char_tokenizer(alphabet: str = "0123456789+-*=() ,.:?abcdefghijklmnopqrstuvw
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, mask_token=MASK,
         clean_up_tokenization_spaces=False,
     )
+
+
+def char_tokenizer_for(texts) -> PreTrainedTokenizerFast:
+    """`char_tokenizer` over the default alphabet plus every other character found in `texts`."""
+    extra = sorted({c for t in texts for c in t} - set(DEFAULT_ALPHABET))
+    return char_tokenizer(DEFAULT_ALPHABET + "".join(extra))
 
 
 def check_tokenizer(tokenizer) -> None:

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "lengthrl.demo",
     "lengthrl.models.cli",
     "lengthrl.tasks.cli",
+    "lengthrl.dllm.cli",
 ]
 
 

@@ -1,0 +1,78 @@
+"""`lengthrl dllm ...`: the diffusion-LM commands (actions registered in `ACTIONS`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lengthrl.commands import command
+from lengthrl.errors import ConfigError
+from lengthrl.registry import Registry
+
+ACTIONS: Registry = Registry("dllm action")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _passk_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/dllm", help="output directory (organism, results.json, passk.md/png)")
+    p.add_argument("--task", default=None, help="a registered task (e.g. arith_chain); default: addition")
+    p.add_argument("--max-operand", type=int, default=19, help="addition task operands in [0, N]")
+    p.add_argument("--gen-length", type=int, default=4, help="generation canvas length (0: longest solution + 1)")
+    p.add_argument("--pretrain-steps", type=int, default=800)
+    p.add_argument("--pretrain-fraction", type=float, default=1.0,
+                   help="share of the train split used for pre-training (RL always uses all of it)")
+    p.add_argument("--test-prompts", type=int, default=None, help="evaluate on the first N test prompts")
+    p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
+    p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
+    p.add_argument("--grpo-steps", type=int, default=60)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-5, help="JustGRPO learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _passk(args: argparse.Namespace) -> int:
+    import torch
+
+    from lengthrl.dllm.experiment import FlexibilityConfig, run_flexibility_experiment
+    from lengthrl.dllm.justgrpo import JustGRPOConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.gen_length < 0:
+        raise ConfigError(f"--gen-length must be >= 1 (or 0 for automatic), got {args.gen_length}")
+    cfg = FlexibilityConfig(
+        task=args.task, max_operand=args.max_operand, gen_length=args.gen_length,
+        pretrain_steps=args.pretrain_steps, test_prompts=args.test_prompts,
+        pretrain_fraction=args.pretrain_fraction, n=args.n, ks=args.ks,
+        seed=args.seed,
+        grpo=JustGRPOConfig(steps=args.grpo_steps, group_size=args.group_size,
+                            prompts_per_step=args.prompts_per_step, lr=args.lr, seed=args.seed),
+    )
+    run_flexibility_experiment(args.out, cfg)
+    print(open(f"{args.out}/passk.md").read())
+    return 0
+
+
+ACTIONS.register("passk", (_passk_args, _passk,
+                           "pass@k of AR-order vs arbitrary-order sampling before/after JustGRPO (+ tables, plot)"))
+
+
+@command("dllm", help="diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis",
+         examples=["lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
+                   "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9"])
+def run(args: argparse.Namespace) -> int:
+    return ACTIONS[args.dllm_action][1](args)
+
+
+@run.args
+def _args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="dllm_action", metavar="ACTION", required=True)
+    for name, (add, _, help_) in ACTIONS.items():
+        add(sub.add_parser(name, help=help_, description=help_))

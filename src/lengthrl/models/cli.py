@@ -12,7 +12,7 @@ from lengthrl.commands import command
     help="build (or reuse from the cache) the tiny model organism: SFT from scratch on the procedural tasks",
     examples=[
         "lengthrl organism",
-        "lengthrl organism --out runs/organism --steps 1500 --seed 1",
+        "lengthrl organism --out runs/organism --steps 1200 --seed 1",
         "lengthrl organism --tasks arith_chain --minutes 3 --force",
     ],
 )
@@ -36,9 +36,9 @@ def run(args):
 def _args(p):
     p.add_argument("--out", default=None, help="output directory (default: the cache, organism-<config hash>)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and SFT order (default 0)")
-    p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 1500)")
+    p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 600)")
     p.add_argument("--minutes", type=float, default=None, help="cap on SFT wall time in minutes")
     p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
-    p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 200)")
+    p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 100)")
     p.add_argument("--cache-dir", default=None, help="cache root (default $LENGTHRL_CACHE or ~/.cache/lengthrl)")
     p.add_argument("--force", action="store_true", help="rebuild even if the directory already holds an organism")

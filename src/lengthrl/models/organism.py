@@ -39,12 +39,12 @@ class OrganismConfig:
     task_knobs: dict[str, dict] = field(default_factory=dict)  # task name -> difficulty knobs
     model: TinyModelSpec = field(default_factory=TinyModelSpec)
     n_train: int = 20000  # training problems per task
-    steps: int = 1500
+    steps: int = 600
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 50
     seed: int = 0
-    n_eval: int = 200  # held-out problems per task for the report
+    n_eval: int = 100  # held-out problems per task for the report
     eval_max_new_tokens: int = 200
 
     def validate(self) -> None:

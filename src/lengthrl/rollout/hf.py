@@ -81,8 +81,11 @@ class HFEngine:
         return next(self.model.parameters()).device
 
     def _forward(self, ids, mask, pos, cache):
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=self.use_cache, logits_to_keep=1)
+        kw = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=self.use_cache)
+        try:
+            out = self.model(**kw, logits_to_keep=1)
+        except TypeError:  # models without logits_to_keep
+            out = self.model(**kw)
         return out.logits[:, -1, :], (out.past_key_values if self.use_cache else None)  # [b, V]
 
     @torch.no_grad()

@@ -139,7 +139,7 @@ class ArithChain(ProceduralTask):
 
     name = "arith_chain"
 
-    def __init__(self, min_steps: int = 2, max_steps: int = 3, max_operand: int = 9, max_value: int = 99, **kw):
+    def __init__(self, min_steps: int = 1, max_steps: int = 3, max_operand: int = 6, max_value: int = 40, **kw):
         super().__init__(**kw)
         _check_range(self.name, "min_steps", min_steps, "max_steps", max_steps, 1)
         _check_range(self.name, "2", 2, "max_operand", max_operand, 2)
@@ -181,7 +181,7 @@ class CountLetters(ProceduralTask):
 
     name = "count_letters"
 
-    def __init__(self, min_len: int = 4, max_len: int = 8, alphabet: str = "abcde", **kw):
+    def __init__(self, min_len: int = 3, max_len: int = 7, alphabet: str = "abcd", **kw):
         super().__init__(**kw)
         _check_range(self.name, "min_len", min_len, "max_len", max_len, 1)
         if len(set(alphabet)) < 2 or not alphabet.isalpha() or not alphabet.islower():
@@ -218,7 +218,7 @@ class SortDigits(ProceduralTask):
 
     name = "sort_digits"
 
-    def __init__(self, min_len: int = 3, max_len: int = 6, **kw):
+    def __init__(self, min_len: int = 3, max_len: int = 5, **kw):
         super().__init__(**kw)
         _check_range(self.name, "min_len", min_len, "max_len", max_len, 2)
         self.min_len, self.max_len = min_len, max_len

@@ -32,7 +32,7 @@ class TrainConfig:
     ref_model: str | None = doc("reference model for the KL term (default: a frozen copy of the initial model)",
                                 None)
     task: str = doc("task name (see `lengthrl tasks`), e.g. 'arith_chain', 'reasoning_gym:basic_arithmetic', "
-                    "or 'data' with task_args.path", "arith_chain")
+                    "or 'data' with task_args.path", "count_letters")
     task_args: dict = doc("keyword arguments of the task (difficulty knobs, data path, field mapping)", factory=dict)
     train_prompts: int = doc("size of the pool of training prompts", 4000)
     eval_prompts: int = doc("held-out prompts evaluated at the end (0 = no evaluation)", 200)

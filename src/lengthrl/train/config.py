@@ -57,6 +57,8 @@ class TrainConfig:
                        factory=lambda: [{"name": "correct", "weight": 1.0}])
     dynamic_sampling: bool = doc("drop groups whose rewards are all equal before the update (DAPO)", False)
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
+    score_timeout_s: float = doc("deadline of one verifier call in seconds; a call that overruns or raises gives "
+                                 "reward 0, is counted and logged to score_errors.jsonl (0 = no deadline)", 30.0)
     # ---- update --------------------------------------------------------------------------------------------
     epochs: int = doc("passes over each rollout batch (PPO epochs)", 1)
     mini_batches: int = doc("optimizer steps per epoch (the batch is split into this many mini-batches)", 1)
@@ -206,6 +208,7 @@ def validate(cfg: TrainConfig) -> None:
     need(0 < cfg.top_p <= 1, "top_p", "must be in (0, 1]")
     need(cfg.beta >= 0, "beta", "must be >= 0")
     need(cfg.grad_clip >= 0, "grad_clip", "must be >= 0")
+    need(cfg.score_timeout_s >= 0, "score_timeout_s", "must be >= 0")
     need(cfg.schedule in ("constant", "linear", "cosine"), "schedule", "must be constant, linear or cosine")
     n_seqs = cfg.prompts_per_step * cfg.group_size
     need(cfg.mini_batches <= cfg.prompts_per_step, "mini_batches",

@@ -65,6 +65,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     params = [p for p in model.parameters() if p.requires_grad]
     sums: dict[str, float] = {}
     n_opt = skipped = 0
+    nonfinite = None  # the first non-finite quantity of a skipped update: "loss" or "gradient"
     losses, norms, entropies = [], [], []
     model.train()
     for _epoch in range(cfg.epochs):
@@ -95,6 +96,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             if not (torch.isfinite(total) and torch.isfinite(norm)):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
+                nonfinite = nonfinite or ("loss" if not torch.isfinite(total) else "gradient")
                 continue
             optimizer.step()
             scheduler.step()
@@ -108,6 +110,8 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
         entropy=sum(entropies) / max(len(entropies), 1), skipped_updates=skipped, optimizer_steps=n_opt,
         lr=scheduler.get_last_lr()[0],
     )
+    if nonfinite:
+        metrics["nonfinite"] = nonfinite
     return metrics
 
 

@@ -188,6 +188,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.advantage not in ADVANTAGES:
         raise ConfigError(f"config key 'advantage': unknown estimator {cfg.advantage!r}; valid: "
                           f"{', '.join(ADVANTAGES)}")
+    from lengthrl.tasks import TASKS
+
+    base = cfg.task.partition(":")[0]
+    if base not in TASKS:
+        raise ConfigError(f"config key 'task': unknown task {cfg.task!r}; valid: {', '.join(TASKS)} "
+                          "(see `lengthrl tasks`)")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

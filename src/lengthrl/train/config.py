@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -207,6 +208,9 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("eval_prompts", "micro_batch_size", "warmup_steps", "checkpoint_every", "log_every",
                 "sample_every", "threads"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    for key, v in dataclasses.asdict(cfg).items():
+        if isinstance(v, float):
+            need(math.isfinite(v), key, "must be a finite number")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     need(cfg.lr > 0, "lr", "must be > 0")
     need(cfg.temperature >= 0, "temperature", "must be >= 0")

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test demo audit clean
+.PHONY: venv test soak demo audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Many short runs killed with random faults and resumed; prints how many ended equal to an unkilled run.
+soak: $(STAMP)
+	LENGTHRL_SOAK_OUT=runs/soak $(PY) -m pytest -q -s -m slow tests/test_soak.py
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo

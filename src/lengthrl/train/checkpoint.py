@@ -66,7 +66,10 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     final = root / f"{PREFIX}{step:06d}"
     tmp = root / f"{TMP_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
     clean_tmp(run_dir)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    from lengthrl.models.loading import quiet_progress
+
+    with quiet_progress():  # no per-shard progress bar in the training output
+        model.save_pretrained(tmp / "model", safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save(state, tmp / "trainer_state.pt")

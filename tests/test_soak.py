@@ -51,8 +51,8 @@ def after_kill(rng: random.Random, run: Path, counts: Counter) -> None:
         with open(run / "metrics.jsonl", "a") as f:
             f.write('{"step": 99, "ac')
     else:
-        what = "nothing"
-    counts[what] += what != "nothing"
+        return
+    counts[what] += 1
 
 
 def one_run(i: int, rng: random.Random, model_dir: Path, root: Path, counts: Counter) -> list[str]:

@@ -116,3 +116,18 @@ def test_resume_past_a_corrupt_checkpoint_still_equals_the_unbroken_run(micro_di
         torch.set_num_threads(threads)
     assert [r["step"] for r in rows(tmp_path / "b")] == [1, 2, 3, 4]
     assert same_run(tmp_path / "a", tmp_path / "b") == []
+
+
+def test_logs_are_cut_back_to_the_checkpoint_and_a_torn_last_line_dropped(tmp_path):
+    from lengthrl.errors import DataError
+    from lengthrl.train.metrics import truncate_jsonl
+
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "acc')
+    truncate_jsonl(p, 2)
+    assert p.read_text() == '{"step": 1}\n{"step": 2}\n'
+    p.write_text('{"step": 1}\n{"ste\n{"step": 2}\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl: line 2 is not valid JSON"):
+        truncate_jsonl(p, 2)
+    truncate_jsonl(tmp_path / "absent.jsonl", 1)  # nothing to do
+    assert not (tmp_path / "absent.jsonl").exists()

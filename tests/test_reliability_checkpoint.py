@@ -11,7 +11,7 @@ from lengthrl.models import load_policy, save_tiny_random_model
 from lengthrl.train import checkpoint as ck
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import train
-from reliability_helpers import MICRO, rows, same_run
+from runkit import MICRO, rows, same_run
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer
-from reliability_helpers import MICRO
+from runkit import MICRO
 
 
 @pytest.fixture(scope="module")

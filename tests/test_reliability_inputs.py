@@ -10,7 +10,7 @@ import pytest
 
 from lengthrl.cli import main
 from lengthrl.models import load_policy, save_tiny_random_model
-from reliability_helpers import MICRO
+from runkit import MICRO
 
 
 @pytest.fixture(scope="module")

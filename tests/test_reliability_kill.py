@@ -9,7 +9,7 @@ import torch
 from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import train
-from reliability_helpers import MICRO, finish, kill_at, rows, run_settings, same_run, start
+from runkit import MICRO, finish, kill_at, rows, run_settings, same_run, start
 
 
 @pytest.fixture(scope="module")

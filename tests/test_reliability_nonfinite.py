@@ -9,7 +9,7 @@ import lengthrl.train.loop as loop
 from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer, TrainingStopped
-from reliability_helpers import MICRO
+from runkit import MICRO
 
 
 @pytest.fixture(scope="module")

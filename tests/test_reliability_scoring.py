@@ -15,7 +15,7 @@ from lengthrl.tasks.base import Score
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer
 from lengthrl.train.scoring import call_with_deadline, score_batch
-from reliability_helpers import MICRO
+from runkit import MICRO
 
 RELEASE = threading.Event()  # lets the abandoned "hung" threads finish at the end of the module
 

@@ -22,7 +22,7 @@ from lengthrl.objectives import LOSSES
 from lengthrl.train.checkpoint import list_checkpoints
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import train
-from reliability_helpers import MICRO, finish, kill_at, kill_now, run_settings, same_run, start
+from runkit import MICRO, finish, kill_at, kill_now, run_settings, same_run, start
 
 pytestmark = pytest.mark.slow
 MAX_FAULTS = 5  # per run; then it is left to finish

@@ -1,4 +1,4 @@
-"""Shared helpers of the reliability tests: a micro model, a run's command line, starting a real
+"""Shared code of the reliability tests: a micro model, a run's command line, starting a real
 `python -m lengthrl train` subprocess, killing it (SIGKILL) at a pause point, and comparing two runs."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations demo audit clean
+.PHONY: venv test test-integrations soak demo audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ $(VERL_VENV)/.verl-installed: constraints.txt
 test-integrations: $(STAMP) $(VERL_VENV)/.verl-installed
 	$(VERL_PY) -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
 	$(PY) -m pytest -q tests/test_integrations_trl.py tests/test_integrations_verl_core.py tests/test_distributed.py
+
+# Many short runs killed with random faults and resumed; prints how many ended equal to an unkilled run.
+soak: $(STAMP)
+	LENGTHRL_SOAK_OUT=runs/soak $(PY) -m pytest -q -s -m slow tests/test_soak.py
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo

@@ -8,6 +8,8 @@ A group whose rewards are all equal (including a group of one) gets exactly 0, n
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,5 +101,8 @@ def compute_advantages(name: str, rewards: torch.Tensor, group_size: int, **hpar
         )
     R = rewards.detach().to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
     hp = spec.hparams | hparams
+    for k, v in hp.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"compute_advantages({name!r}): {k} must be a finite number >= 0, got {v!r}")
     return spec.fn(R.view(-1, group_size), **hp).reshape(-1).to(rewards.dtype if rewards.is_floating_point()
                                                                   else torch.float32)

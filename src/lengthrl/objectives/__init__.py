@@ -12,6 +12,8 @@ num_seqs (global normalisers for gradient accumulation and several ranks: see `a
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -77,10 +79,13 @@ def policy_loss(
     for req in spec.requires:
         if hparams.get(req) is None:
             raise ConfigError(f"loss {name!r} needs {req}=... (e.g. the maximum number of new tokens)")
-    clip_low = float(hparams.get("clip_low") if hparams.get("clip_low") is not None else spec.clip_low)
-    clip_high = float(hparams.get("clip_high") if hparams.get("clip_high") is not None else spec.clip_high)
-    if clip_low < 0 or clip_high < 0:
-        raise ConfigError(f"loss {name!r}: clip_low and clip_high must be >= 0, got {clip_low}, {clip_high}")
+    clips = {}
+    for key in ("clip_low", "clip_high"):
+        v = hparams.get(key) if hparams.get(key) is not None else getattr(spec, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"loss {name!r}: {key} must be a finite number >= 0, got {v!r}")
+        clips[key] = float(v)
+    clip_low, clip_high = clips["clip_low"], clips["clip_high"]
     mode = hparams.get("loss_agg_mode") or spec.agg_mode
     if mode not in AGG_MODES:
         raise ConfigError(f"unknown loss_agg_mode {mode!r}; valid: {', '.join(AGG_MODES)}")

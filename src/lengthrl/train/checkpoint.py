@@ -1,5 +1,7 @@
 """Checkpoints: written atomically (temporary directory, fsync, rename), the last K kept, each with a manifest of
-SHA-256 checksums; a truncated or corrupt checkpoint is detected and the previous one is used."""
+SHA-256 checksums; a truncated or corrupt checkpoint is detected and the previous one is used. Temporary
+directories left by a write that was killed (`checkpoints/.tmp-*`) are removed before the next write and on
+resume."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import numpy as np
 import torch
 
 from lengthrl.errors import LengthRLError
+from lengthrl.train.faults import pause_point
 
 log = logging.getLogger("lengthrl.train")
 PREFIX = "step_"
+TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(LengthRLError):
@@ -60,9 +64,12 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
-    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    tmp = root / f"{TMP_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
+    clean_tmp(run_dir)
+    from lengthrl.models.loading import quiet_progress
+
+    with quiet_progress():  # no per-shard progress bar in the training output
+        model.save_pretrained(tmp / "model", safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save(state, tmp / "trainer_state.pt")
@@ -70,6 +77,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     manifest = {"step": step, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _fsync_tree(tmp)
+    pause_point(run_dir, "save", step)
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -81,6 +89,19 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def clean_tmp(run_dir: Path) -> list[Path]:
+    """Remove the temporary directories of checkpoint writes that never finished (a run killed mid-write);
+    returns the paths removed. Only one process writes a run directory, so every `.tmp-*` there is stale."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    stale = sorted(p for p in root.iterdir() if p.name.startswith(TMP_PREFIX))
+    for p in stale:
+        log.warning("removing %s, left by a checkpoint write that did not finish", p)
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return stale
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -97,7 +118,19 @@ def verify(ckpt: Path) -> None:
         manifest = json.loads(mf.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt}: manifest.json missing or unreadable ({e})") from None
-    for rel, digest in manifest["files"].items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"checkpoint {ckpt}: manifest.json has no valid 'files' table of checksums")
+    suffix = ckpt.name[len(PREFIX):]
+    if not suffix.isdigit() or manifest.get("step") != int(suffix):
+        raise CheckpointError(f"checkpoint {ckpt}: manifest.json is for step {manifest.get('step')!r}, not for "
+                              "this directory's step")
+    for required in ("trainer_state.pt", "model/config.json"):
+        if required not in files:
+            raise CheckpointError(f"checkpoint {ckpt}: manifest.json does not list {required}")
+    if not any(rel.startswith("model/") and rel.endswith(".safetensors") for rel in files):
+        raise CheckpointError(f"checkpoint {ckpt}: manifest.json lists no model weights (model/*.safetensors)")
+    for rel, digest in files.items():
         p = ckpt / rel
         if not p.is_file():
             raise CheckpointError(f"checkpoint {ckpt}: file {rel} is missing")
@@ -106,7 +139,9 @@ def verify(ckpt: Path) -> None:
 
 
 def latest_valid(run_dir: Path) -> Path | None:
-    """The newest checkpoint that verifies; corrupt ones are reported and skipped."""
+    """The newest checkpoint that verifies; corrupt ones are reported (logged warning naming the file) and
+    skipped; stale temporary directories are removed first."""
+    clean_tmp(run_dir)
     for ckpt in reversed(list_checkpoints(run_dir)):
         try:
             verify(ckpt)

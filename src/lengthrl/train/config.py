@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -60,6 +61,8 @@ class TrainConfig:
                        factory=lambda: [{"name": "correct", "weight": 1.0}])
     dynamic_sampling: bool = doc("drop groups whose rewards are all equal before the update (DAPO)", False)
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
+    score_timeout_s: float = doc("deadline of one verifier call in seconds; a call that overruns or raises gives "
+                                 "reward 0, is counted and logged to score_errors.jsonl (0 = no deadline)", 30.0)
     # ---- update --------------------------------------------------------------------------------------------
     epochs: int = doc("passes over each rollout batch (PPO epochs)", 1)
     mini_batches: int = doc("optimizer steps per epoch (the batch is split into this many mini-batches)", 1)
@@ -189,6 +192,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.advantage not in ADVANTAGES:
         raise ConfigError(f"config key 'advantage': unknown estimator {cfg.advantage!r}; valid: "
                           f"{', '.join(ADVANTAGES)}")
+    from lengthrl.tasks import TASKS
+
+    base = cfg.task.partition(":")[0]
+    if base not in TASKS:
+        raise ConfigError(f"config key 'task': unknown task {cfg.task!r}; valid: {', '.join(TASKS)} "
+                          "(see `lengthrl tasks`)")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:
@@ -204,6 +213,9 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("eval_prompts", "micro_batch_size", "rollout_shards", "warmup_steps", "checkpoint_every", "log_every",
                 "sample_every", "threads"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    for key, v in dataclasses.asdict(cfg).items():
+        if isinstance(v, float):
+            need(math.isfinite(v), key, "must be a finite number")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     need(cfg.lr > 0, "lr", "must be > 0")
     need(cfg.temperature >= 0, "temperature", "must be >= 0")
@@ -211,6 +223,7 @@ def validate(cfg: TrainConfig) -> None:
     need(0 < cfg.top_p <= 1, "top_p", "must be in (0, 1]")
     need(cfg.beta >= 0, "beta", "must be >= 0")
     need(cfg.grad_clip >= 0, "grad_clip", "must be >= 0")
+    need(cfg.score_timeout_s >= 0, "score_timeout_s", "must be >= 0")
     need(cfg.schedule in ("constant", "linear", "cosine"), "schedule", "must be constant, linear or cosine")
     n_seqs = cfg.prompts_per_step * cfg.group_size
     need(cfg.mini_batches <= cfg.prompts_per_step, "mini_batches",

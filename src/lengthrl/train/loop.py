@@ -27,7 +27,8 @@ from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
 from lengthrl.train.distributed import SINGLE, Dist, concat_rollouts, shard_seed
-from lengthrl.train.metrics import MetricsLog, rollout_metrics
+from lengthrl.train.faults import pause_point
+from lengthrl.train.metrics import MetricsLog, rollout_metrics, truncate_jsonl
 from lengthrl.train.scoring import score_batch
 from lengthrl.train.update import UpdateBatch, batched_logprobs, make_optimizer, ppo_update
 
@@ -96,6 +97,7 @@ class Trainer:
         self.eval_samples = self.task.samples("test", cfg.eval_prompts, seed=cfg.seed) if cfg.eval_prompts else []
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
+        encode_prompts(self.tok, [*self.sampler.pool, *self.eval_samples], self.max_prompt_tokens)  # fail early
         self.reward = CompositeReward.from_config(cfg.reward)
         self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
@@ -106,19 +108,21 @@ class Trainer:
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.step, self.bad_steps = 0, 0
+        self.last_nonfinite: str | None = None  # what was non-finite in the last skipped step
         if self.dist.is_main:
             (self.out / "config.json").write_text(json.dumps(to_dict(cfg) | {"model_dir": str(self.model_dir)},
                                                              indent=1))
         if self.resume_from is not None:
             self._resume(self.resume_from)
         elif self.dist.is_main:
-            for f in ("metrics.jsonl", "samples.jsonl"):
+            for f in ("metrics.jsonl", "samples.jsonl", "score_errors.jsonl"):
                 (self.out / f).unlink(missing_ok=True)
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     def _state(self) -> dict:
         return {
-            "step": self.step, "bad_steps": self.bad_steps, "optimizer": self.opt.state_dict(),
+            "step": self.step, "bad_steps": self.bad_steps, "last_nonfinite": self.last_nonfinite,
+            "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(), "engine": self.engine.state_dict(),
             "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
@@ -143,14 +147,13 @@ class Trainer:
         self.reward.load_state_dict(s["reward"])
         self.update_gen.set_state(s["update_gen"])
         self.step, self.bad_steps = s["step"], s["bad_steps"]
+        self.last_nonfinite = s.get("last_nonfinite")
         self.dist.barrier()  # every rank has read the checkpoint before rank 0 edits the logs
         if not self.dist.is_main:
             return
         self.metrics.truncate_after(self.step)
-        samples = self.out / "samples.jsonl"
-        if samples.exists():
-            keep = [ln for ln in samples.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
-            samples.write_text("".join(ln + "\n" for ln in keep))
+        for f in ("samples.jsonl", "score_errors.jsonl"):
+            truncate_jsonl(self.out / f, self.step)
         log.info("resumed from %s (step %d)", path, self.step)
 
     # ---- one step ------------------------------------------------------------------------------------------
@@ -163,12 +166,22 @@ class Trainer:
         batch = self._generate(prompt_ids)  # [n = this rank's prompts × G]
         t_roll = time.perf_counter() - t0
         texts, lengths, truncated = self._gather(batch.texts(self.tok), batch.lengths, batch.truncated)  # [N]
-        scored = score_batch(self.task, self.reward, samples, texts, lengths, G, truncated)
+        scored = score_batch(self.task, self.reward, samples, texts, lengths, G, truncated,
+                             timeout_s=cfg.score_timeout_s)
+        if scored.failures and self.dist.is_main:
+            with open(self.out / "score_errors.jsonl", "a") as f:
+                for fail in scored.failures:
+                    f.write(json.dumps({"step": self.step + 1, **fail}) + "\n")
         eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
-        adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
+        nonfinite = _nonfinite_term(scored)
+        adv = torch.zeros(len(lengths))  # [N]
+        if nonfinite is None:
+            adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
+            if not bool(torch.isfinite(adv).all()):
+                nonfinite, adv = f"advantages ({cfg.advantage})", torch.zeros(len(lengths))
         m = rollout_metrics(lengths, scored.correct, truncated, scored.rewards, scored.terms, adv, G)
         keep = torch.ones(len(lengths), dtype=torch.bool)
-        if cfg.dynamic_sampling:
+        if cfg.dynamic_sampling and nonfinite is None:
             keep, frac = dynamic_sampling_filter(scored.rewards, G)
             m["kept_groups_frac"] = float(frac)
         loss_mask = batch.response_mask.float()
@@ -179,7 +192,11 @@ class Trainer:
         keep_local = keep[lo * G:hi * G]
         groups = torch.unique(torch.arange(cfg.prompts_per_step).repeat_interleave(G)[keep])  # kept, global
         rows = keep_local.nonzero().flatten()
-        if float(self.dist.all_sum(loss_mask[rows].sum())) > 0:
+        pause_point(self.out, "update", self.step + 1)
+        if nonfinite is not None:  # skip the update: nothing non-finite may reach the weights
+            um = {"skipped_updates": 1, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0],
+                  "nonfinite": nonfinite}
+        elif float(self.dist.all_sum(loss_mask[rows].sum())) > 0:
             if len(rows):
                 ub = ub.rows(rows)
             else:  # nothing kept here: one zero-weight row keeps this rank in the collectives
@@ -197,12 +214,14 @@ class Trainer:
         m.update(um)
         if um.get("skipped_updates", 0) and not um.get("optimizer_steps"):
             self.bad_steps += 1
+            self.last_nonfinite = um.get("nonfinite", "loss or gradient")
         elif um.get("optimizer_steps"):
             self.bad_steps = 0
         dt = time.perf_counter() - t0
         m.update(step=self.step + 1, step_time_s=dt, rollout_time_s=t_roll,
                  tokens_per_s=float(lengths.sum()) / max(t_roll, 1e-9),
-                 verifier_errors=scored.verifier_errors)
+                 verifier_errors=scored.verifier_errors, verifier_timeouts=scored.verifier_timeouts,
+                 bad_steps=self.bad_steps)
         if self.dist.is_main and cfg.sample_every and (self.step + 1) % cfg.sample_every == 0:
             with open(self.out / "samples.jsonl", "a") as f:
                 for i in range(0, len(texts), max(1, G // 2)):
@@ -251,6 +270,7 @@ class Trainer:
                 m["time_s"] = time.perf_counter() - t_start
                 if self.dist.is_main:
                     self.metrics.write(m)
+                pause_point(self.out, "metrics", self.step)
                 info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
                         f"ent {m.get('entropy', float('nan')):.2f}")
                 bar.update(job, completed=self.step, info=info)
@@ -260,9 +280,10 @@ class Trainer:
                 if self.bad_steps >= cfg.max_bad_steps:
                     self.save()
                     raise TrainingStopped(
-                        f"{self.bad_steps} consecutive steps had a non-finite loss or gradient (last at step "
-                        f"{self.step}, loss {cfg.loss}); weights were left unchanged by those steps. Lower lr "
-                        "or check the rewards; the last good state is checkpointed"
+                        f"{self.bad_steps} consecutive steps had a non-finite value (last at step {self.step}: "
+                        f"{self.last_nonfinite}; loss {cfg.loss}); weights were left unchanged by those steps "
+                        f"(max_bad_steps = {cfg.max_bad_steps}). Lower lr or check the rewards; the last good "
+                        "state is checkpointed"
                     )
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save()
@@ -282,6 +303,16 @@ class Trainer:
         return run_eval(self.engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
                         samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
                         out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir))
+
+
+def _nonfinite_term(scored) -> str | None:
+    """The first reward term (or the total) with a NaN/inf value, named for the metrics and the stop message."""
+    for k, v in scored.terms.items():
+        bad = (~torch.isfinite(v.float())).nonzero().flatten()
+        if len(bad):
+            return f"reward term {k!r} (response {int(bad[0])})"
+    bad = (~torch.isfinite(scored.rewards.float())).nonzero().flatten()
+    return f"reward (response {int(bad[0])})" if len(bad) else None
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,

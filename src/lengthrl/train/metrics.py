@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
+
+from lengthrl.errors import DataError
 
 
 def _q(x: torch.Tensor, q: float) -> float:
@@ -39,6 +42,28 @@ def rollout_metrics(lengths: torch.Tensor, correct: torch.Tensor, truncated: tor
     return m
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the lines of a run's JSONL log (metrics, samples, scoring failures) whose "step" is <= `step`.
+    A last line torn by a kill (not valid JSON) is dropped; a torn line anywhere else is a real corruption
+    and raises DataError naming the file and line."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = []
+    for i, ln in enumerate(lines):
+        try:
+            row = json.loads(ln)
+        except ValueError:
+            if i == len(lines) - 1:
+                break  # written when the process was killed
+            raise DataError(f"{path}: line {i + 1} is not valid JSON; the log is corrupt (restore or delete it)") from None
+        if row["step"] <= step:
+            keep.append(ln)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
 class MetricsLog:
     """Append-only metrics.jsonl; on resume, lines after the checkpoint's step are dropped."""
 
@@ -46,10 +71,7 @@ class MetricsLog:
         self.path = path
 
     def truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        self.path.write_text("".join(ln + "\n" for ln in keep))
+        truncate_jsonl(self.path, step)
 
     def write(self, row: dict) -> None:
         with open(self.path, "a") as f:

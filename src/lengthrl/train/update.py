@@ -77,6 +77,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     scale = d.grad_scale(spec.global_norm)
     stats = LossStats(seq_level=spec.level == "sequence")
     n_opt = skipped = 0
+    nonfinite = None  # the first non-finite quantity of a skipped update: "loss" or "gradient"
     losses, norms = [], []
     ent_sum, ent_tok = torch.zeros(()), torch.zeros(())
     model.train()
@@ -115,6 +116,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             if not (torch.isfinite(total) and torch.isfinite(norm)):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
+                nonfinite = nonfinite or ("loss" if not torch.isfinite(total) else "gradient")
                 continue
             optimizer.step()
             scheduler.step()
@@ -128,6 +130,8 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
         entropy=float(ent_sum / ent_tok.clamp(min=1)), skipped_updates=skipped, optimizer_steps=n_opt,
         lr=scheduler.get_last_lr()[0],
     )
+    if nonfinite:
+        metrics["nonfinite"] = nonfinite
     return metrics
 
 

@@ -1,0 +1,50 @@
+"""Kill -9 a real `python -m lengthrl train` subprocess at several points (right after a step's metrics line,
+inside a checkpoint write, plus a metrics line torn by the kill), resume each time with `--resume`, and check
+the final metrics, samples and weights equal those of a run never killed, bitwise. The soak test
+(test_soak.py, `make soak`) kills at random moments."""
+
+import pytest
+import torch
+
+from lengthrl.models import save_tiny_random_model
+from lengthrl.train.config import build_config
+from lengthrl.train.loop import train
+from runkit import MICRO, finish, kill_at, rows, run_settings, same_run, start
+
+
+@pytest.fixture(scope="module")
+def micro_dir(tmp_path_factory):
+    return save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO)
+
+
+def reference_run(settings, out):
+    """The same run, never killed, in this process (one thread, as the subprocesses)."""
+    threads = torch.get_num_threads()
+    try:
+        train(build_config(extra=settings), out, progress=False, evaluate=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_killed_then_resumed_equals_an_unkilled_run(micro_dir, tmp_path):
+    s = run_settings(micro_dir, steps=4)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    ckpts = run / "checkpoints"
+
+    # 1. killed right after the metrics line of step 3 (checkpoint 2 exists, step 3 is lost)
+    proc = start(s, run, pause_at="metrics:3")
+    reference_run(s, ref)  # while the subprocess starts
+    kill_at(proc, run, "metrics", 3)
+    assert [r["step"] for r in rows(run)] == [1, 2, 3]
+    # 2. resumed, then killed inside the write of checkpoint 4: files in the temporary directory, not renamed
+    kill_at(start(s, run, resume=True, pause_at="save:4"), run, "save", 4)
+    assert [p.name for p in ckpts.iterdir() if p.name.startswith(".tmp-")], "the write was not in progress"
+    assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith("step_")) == ["step_000002"]
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "acc": 0.')  # a line cut by the kill
+    # 3. resumed (from step 2 again) to the end
+    finish(start(s, run, resume=True))
+
+    assert [r["step"] for r in rows(run)] == [1, 2, 3, 4]
+    assert same_run(ref, run) == []
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_000002", "step_000004"]  # no .tmp-* left

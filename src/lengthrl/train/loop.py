@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from lengthrl.advantages import compute_advantages
+from lengthrl.control import LagrangeController, apply_controller, lagrange_config
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import HFEngine, SamplingParams
@@ -89,6 +90,8 @@ class Trainer:
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
         self.reward = CompositeReward.from_config(cfg.reward)
+        lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
+        self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
         self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
@@ -112,6 +115,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(), "engine": self.engine.state_dict(),
             "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
+            "lagrange": self.lagrange.state_dict() if self.lagrange is not None else None,
         }
 
     def save(self) -> Path:
@@ -127,6 +131,8 @@ class Trainer:
         self.sampler.load_state_dict(s["sampler"])
         self.reward.load_state_dict(s["reward"])
         self.update_gen.set_state(s["update_gen"])
+        if self.lagrange is not None and s.get("lagrange"):
+            self.lagrange.load_state_dict(s["lagrange"])
         self.step, self.bad_steps = s["step"], s["bad_steps"]
         self.metrics.truncate_after(self.step)
         samples = self.out / "samples.jsonl"
@@ -145,9 +151,11 @@ class Trainer:
         t_roll = time.perf_counter() - t0
         texts = batch.texts(self.tok)
         scored = score_batch(self.task, self.reward, samples, texts, batch.lengths, G, batch.truncated)
+        lag = apply_controller(self.lagrange, scored, samples, batch.lengths, G) if self.lagrange else {}
         eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
         adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
         m = rollout_metrics(batch.lengths, scored.correct, batch.truncated, scored.rewards, scored.terms, adv, G)
+        m.update(lag)
         keep = torch.ones(len(batch), dtype=torch.bool)
         if cfg.dynamic_sampling:
             keep, frac = dynamic_sampling_filter(scored.rewards, G)

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test demo audit clean
+.PHONY: venv test demo demo-budget audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo
+
+demo-budget: $(STAMP)
+	$(VENV)/bin/lengthrl demo-budget --out runs/demo-budget
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

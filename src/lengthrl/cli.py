@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "lengthrl.analysis.compare",
     "lengthrl.analysis.report",
     "lengthrl.demo",
+    "lengthrl.control.demo",
 ]
 
 

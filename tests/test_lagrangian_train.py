@@ -63,3 +63,16 @@ def test_controller_off_adds_nothing(micro_dir, tmp_path):
     tr = train(cfg_for(micro_dir, length_budget=None, steps=1), tmp_path, progress=False, evaluate=False)
     assert tr.lagrange is None
     assert not any(k.startswith("lagrange/") or k == "reward/lagrange" for k in tr.metrics.rows()[0])
+
+
+def test_composes_with_another_length_reward_and_loss(micro_dir, tmp_path):
+    """With LUSPO and a DAPO overlong term, the step's mean reward is the sum of the terms' means plus the
+    controller's term: the shaping is added on top of the composite reward."""
+    reward = [{"name": "correct"}, {"name": "dapo_overlong", "weight": 0.3, "max_len": 12, "cache_len": 4}]
+    tr = train(cfg_for(micro_dir, steps=2, loss="luspo", reward=reward, lagrange_init=0.5), tmp_path,
+               progress=False, evaluate=False)
+    for r in tr.metrics.rows():
+        assert r["lagrange/lambda_used"] > 0
+        total = r["reward/correct"] + 0.3 * r["reward/dapo_overlong"] + r["reward/lagrange"]
+        assert r["reward/mean"] == pytest.approx(total, abs=1e-5)
+        assert r["reward/lagrange"] < 0  # over budget: the term is a penalty

@@ -48,7 +48,8 @@ class ScriptedEngine:
             ids[i, :len(r)] = torch.tensor(r)
         lengths = torch.tensor([len(r) for r in cut])
         B = len(cut)
-        return RolloutBatch(prompt_ids=torch.ones(B, 1, dtype=torch.long), prompt_mask=torch.ones(B, 1, dtype=torch.long),
+        return RolloutBatch(prompt_ids=torch.ones(B, 1, dtype=torch.long),
+                            prompt_mask=torch.ones(B, 1, dtype=torch.long),
                             response_ids=ids, response_mask=(torch.arange(width)[None] < lengths[:, None]).long(),
                             logp=torch.zeros(B, width), lengths=lengths,
                             truncated=torch.tensor([r[-1] != EOS for r in cut]), group_index=torch.arange(B) // n)

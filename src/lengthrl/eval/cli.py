@@ -124,7 +124,8 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--budgets", default=None, help="comma-separated reasoning budgets in tokens: cut each "
                    "response there, force the answer, and plot accuracy vs budget (e.g. 16,32,64)")
-    p.add_argument("--answer-cue", default="\n<answer>", help="text appended at the cut (default '\\n<answer>')")
+    p.add_argument("--answer-cue", default="\n<answer>",
+                   help="text appended at the cut; a typed \\n is a newline (default '\\n<answer>')")
     p.add_argument("--answer-tokens", type=int, default=16, help="tokens the model may add after the cue")
 
 
@@ -136,7 +137,7 @@ def run_budget_curves(args: argparse.Namespace) -> int:
     task = resolve_task(args.task, args.data, parse_task_args(args.task_arg))
     out = Path(args.out) if args.out else Path(args.model[0]) / "budgets.json"
     curves = run_budgets(args.model, task, budgets, sampling_params(args), out, n_prompts=args.prompts,
-                         n_samples=args.samples, cue=args.answer_cue.encode().decode("unicode_escape"),
+                         n_samples=args.samples, cue=args.answer_cue.replace("\\n", "\n"),
                          answer_tokens=args.answer_tokens, batch_prompts=args.batch_prompts, split=args.split,
                          seed=args.seed, progress=not args.no_progress)
     from rich.console import Console  # noqa: PLC0415

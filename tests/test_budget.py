@@ -142,6 +142,7 @@ def test_budget_argument_errors():
 def test_knee():
     pts = [BudgetPoint(b, a, 0, 0, 0, 1) for b, a in ((8, 0.2), (16, 0.6), (32, 0.705), (64, 0.71))]
     assert knee(pts) == 32 and knee(pts, tol=0.0) == 64 and knee([]) is None
+    assert knee([BudgetPoint(8, 0.0, 0, 0, 0, 1), BudgetPoint(16, 0.0, 0, 0, 0, 1)]) is None
 
 
 def test_cli_two_models(tmp_path, capsys):

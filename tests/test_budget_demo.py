@@ -55,3 +55,5 @@ def test_report_table_marks_a_run_that_never_reaches_the_budget():
     t = report_table({"x": {"aimed": "a", "final_len": 50.0, "rel_gap": 0.25, "steps_to_budget": None,
                             "final_acc": 0.5, "eval": {"acc": 0.4, "len/mean": 48.0}}}, 40)
     assert "| x | a | 50.0 | +25% | never | 0.500 | 0.400 | 48.0 | - |" in t
+    t = report_table({"start": {"aimed": "s", "eval": {"acc": 0.4, "len/mean": 48.0}}}, 40)
+    assert "| start | s | - | -% | - | - | 0.400 | 48.0 | - |" in t

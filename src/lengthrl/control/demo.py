@@ -97,6 +97,12 @@ def _fmt(v, spec=".3f"):
     return "-" if v is None else format(v, spec)
 
 
+def _reach(s: dict) -> str:
+    if "final_len" not in s:  # the starting model: no training
+        return "-"
+    return "never" if s.get("steps_to_budget") is None else str(s["steps_to_budget"])
+
+
 def report_table(summary: dict, budget: float) -> str:
     """The markdown table of the comparison."""
     lines = [f"| run | aimed at B={budget:g} by | final train len | gap to B | steps to B | train acc | held-out acc "
@@ -105,7 +111,7 @@ def report_table(summary: dict, budget: float) -> str:
         ev = s.get("eval", {})
         lines.append(f"| {name} | {s.get('aimed', '-')} | {_fmt(s.get('final_len'), '.1f')} | "
                      f"{_fmt(None if s.get('rel_gap') is None else 100 * s['rel_gap'], '+.0f')}% | "
-                     f"{s.get('steps_to_budget') if s.get('steps_to_budget') is not None else 'never'} | "
+                     f"{_reach(s)} | "
                      f"{_fmt(s.get('final_acc'))} | {_fmt(ev.get('acc'))} | {_fmt(ev.get('len/mean'), '.1f')} | "
                      f"{_fmt(s.get('final_lambda'))} |")
     return "\n".join(lines) + "\n"

@@ -224,10 +224,12 @@ def plot_curves(curves: dict[str, list[BudgetPoint]], path: str | Path, title: s
 
 def knee(points: Sequence[BudgetPoint], tol: float = 0.01) -> int | None:
     """The smallest budget whose accuracy is within `tol` of the best on the curve (where extra tokens stop
-    paying); None for an empty curve."""
+    paying); None for an empty curve or one with no correct answer at any budget."""
     if not points:
         return None
     best = max(p.acc for p in points)
+    if not best > 0:
+        return None
     return min(p.budget for p in points if p.acc >= best - tol and math.isfinite(p.acc))
 
 

@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo audit clean
+.PHONY: venv test test-integrations soak demo demo-budget audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,9 @@ soak: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo
+
+demo-budget: $(STAMP)
+	$(VENV)/bin/lengthrl demo-budget --out runs/demo-budget
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

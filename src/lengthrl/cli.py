@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "lengthrl.models.cli",
     "lengthrl.tasks.cli",
     "lengthrl.dllm.cli",
+    "lengthrl.control.demo",
 ]
 
 

@@ -78,9 +78,16 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
 
 @command("eval", help="Evaluate a model: accuracy, pass@k, length split by correctness, truncation, AES.",
          examples=["lengthrl eval --model runs/demo/model --task arith --samples 16 --k 1,4,16 --out runs/demo/eval.json",
-                   "lengthrl eval --model runs/demo/model --data test.jsonl --baseline runs/base/eval.json"])
+                   "lengthrl eval --model runs/demo/model --data test.jsonl --baseline runs/base/eval.json",
+                   "lengthrl eval --model runs/a/final runs/b/final --task arith_chain --prompts 100 --temperature 0 "
+                   "--budgets 8,16,32,64 --out runs/budgets.json"])
 def run(args: argparse.Namespace) -> int:
-    """Run the `eval` subcommand."""
+    """Run the `eval` subcommand (with --budgets: accuracy-vs-budget curves, see lengthrl.eval.budget)."""
+    if args.budgets:
+        return run_budget_curves(args)
+    if len(args.model) > 1:
+        raise ConfigError("--model: give one model, or several together with --budgets")
+    args.model = args.model[0]
     ks = parse_ks(args.k)
     if ks[-1] > args.samples:
         raise ConfigError(f"--k {args.k}: each k must be <= --samples ({args.samples}); raise --samples or drop k")
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
 @run.args
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory (a run's saved policy)")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="model directory (a run's saved policy); several with --budgets")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="registered task name")
     src.add_argument("--data", help="JSONL/CSV/parquet file of prompts and answers")
@@ -114,3 +122,33 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default=None, help="eval JSON of the baseline model, for AES")
     p.add_argument("--out", default=None, help="eval JSON to write (default MODEL/eval.json)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--budgets", default=None, help="comma-separated reasoning budgets in tokens: cut each "
+                   "response there, force the answer, and plot accuracy vs budget (e.g. 16,32,64)")
+    p.add_argument("--answer-cue", default="\n<answer>",
+                   help="text appended at the cut; a typed \\n is a newline (default '\\n<answer>')")
+    p.add_argument("--answer-tokens", type=int, default=16, help="tokens the model may add after the cue")
+
+
+def run_budget_curves(args: argparse.Namespace) -> int:
+    """`lengthrl eval --budgets ...`: accuracy vs budget for one or several models, as JSON + PNG + a table."""
+    from lengthrl.eval.budget import knee, parse_budgets, run_budgets  # noqa: PLC0415
+
+    budgets = parse_budgets(args.budgets)
+    task = resolve_task(args.task, args.data, parse_task_args(args.task_arg))
+    out = Path(args.out) if args.out else Path(args.model[0]) / "budgets.json"
+    curves = run_budgets(args.model, task, budgets, sampling_params(args), out, n_prompts=args.prompts,
+                         n_samples=args.samples, cue=args.answer_cue.replace("\\n", "\n"),
+                         answer_tokens=args.answer_tokens, batch_prompts=args.batch_prompts, split=args.split,
+                         seed=args.seed, progress=not args.no_progress)
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"accuracy vs budget on {task.name} -> {out} and {out.with_suffix('.png')}")
+    table.add_column("model")
+    for b in budgets:
+        table.add_column(f"B={b}", justify="right")
+    table.add_column("knee", justify="right")
+    for m, pts in curves.items():
+        table.add_row(m, *[f"{p.acc:.3f} ({100 * p.forced_frac:.0f}% cut)" for p in pts], str(knee(pts)))
+    Console().print(table)
+    return 0

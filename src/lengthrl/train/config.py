@@ -63,6 +63,19 @@ class TrainConfig:
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
     score_timeout_s: float = doc("deadline of one verifier call in seconds; a call that overruns or raises gives "
                                  "reward 0, is counted and logged to score_errors.jsonl (0 = no deadline)", 30.0)
+    # ---- length budget (Lagrangian controller, docs/budget.md) ---------------------------------------------
+    length_budget: float | None = doc("length budget in tokens (EOS included): maximise reward s.t. the mean (or "
+                                      "quantile) length <= budget, by dual ascent on a multiplier (off when unset)",
+                                      None)
+    length_budget_per_prompt: bool = doc("take each prompt's budget from the task (Sample.target_len), falling "
+                                         "back to length_budget", False)
+    length_budget_quantile: float | None = doc("constrain this quantile of length/budget (e.g. 0.9) instead of "
+                                               "the mean", None)
+    lagrange_lr: float = doc("dual learning rate K_I of the multiplier (per step, per unit relative violation)",
+                             0.05)
+    lagrange_pi: float = doc("proportional gain K_P of PI damping (0 = plain projected dual ascent)", 0.0)
+    lagrange_init: float = doc("initial multiplier (>= 0)", 0.0)
+    lagrange_max: float | None = doc("upper bound of the multiplier (unset = none)", None)
     # ---- update --------------------------------------------------------------------------------------------
     epochs: int = doc("passes over each rollout batch (PPO epochs)", 1)
     mini_batches: int = doc("optimizer steps per epoch (the batch is split into this many mini-batches)", 1)
@@ -231,6 +244,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.micro_batch_size <= n_seqs, "micro_batch_size", f"must be at most the batch size {n_seqs}")
     if cfg.dual_clip is not None:
         need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
+    from lengthrl.control import lagrange_config
+
+    lagrange_config(cfg)  # validates the length_budget* / lagrange_* keys when the controller is on
     try:
         from lengthrl.rewards import CompositeReward
 

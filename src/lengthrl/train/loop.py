@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from lengthrl.advantages import compute_advantages
+from lengthrl.control import LagrangeController, apply_controller, lagrange_config
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import HFEngine, SamplingParams
@@ -99,6 +100,8 @@ class Trainer:
         self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
         encode_prompts(self.tok, [*self.sampler.pool, *self.eval_samples], self.max_prompt_tokens)  # fail early
         self.reward = CompositeReward.from_config(cfg.reward)
+        lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
+        self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
         self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
@@ -126,6 +129,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(), "engine": self.engine.state_dict(),
             "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
+            "lagrange": self.lagrange.state_dict() if self.lagrange is not None else None,
         }
 
     def save(self) -> Path | None:
@@ -146,6 +150,8 @@ class Trainer:
         self.sampler.load_state_dict(s["sampler"])
         self.reward.load_state_dict(s["reward"])
         self.update_gen.set_state(s["update_gen"])
+        if self.lagrange is not None and s.get("lagrange"):
+            self.lagrange.load_state_dict(s["lagrange"])
         self.step, self.bad_steps = s["step"], s["bad_steps"]
         self.last_nonfinite = s.get("last_nonfinite")
         self.dist.barrier()  # every rank has read the checkpoint before rank 0 edits the logs
@@ -172,6 +178,7 @@ class Trainer:
             with open(self.out / "score_errors.jsonl", "a") as f:
                 for fail in scored.failures:
                     f.write(json.dumps({"step": self.step + 1, **fail}) + "\n")
+        lag = apply_controller(self.lagrange, scored, samples, lengths, G) if self.lagrange else {}
         eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
         nonfinite = _nonfinite_term(scored)
         adv = torch.zeros(len(lengths))  # [N]
@@ -180,6 +187,7 @@ class Trainer:
             if not bool(torch.isfinite(adv).all()):
                 nonfinite, adv = f"advantages ({cfg.advantage})", torch.zeros(len(lengths))
         m = rollout_metrics(lengths, scored.correct, truncated, scored.rewards, scored.terms, adv, G)
+        m.update(lag)
         keep = torch.ones(len(lengths), dtype=torch.bool)
         if cfg.dynamic_sampling and nonfinite is None:
             keep, frac = dynamic_sampling_filter(scored.rewards, G)

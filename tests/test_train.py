@@ -170,3 +170,15 @@ def test_dler_truncated_responses_get_zero(micro_dir, tmp_path):
     texts = [f"<answer>{s[0].answer}</answer>"] * 2
     out = score_batch(task, reward, s, texts, torch.tensor([12, 12]), 2, truncated=torch.tensor([False, True]))
     assert out.rewards.tolist() == [1.0, 0.0]
+
+
+def test_no_optimizer_step_without_signal(micro_dir, tmp_path):
+    """All rewards equal (a constant reward term) -> zero advantages -> no AdamW step: the weights stay put."""
+    from lengthrl.models import load_policy
+
+    cfg = cfg_for(micro_dir, reward=[{"name": "format", "weight": 0.0}], steps=2)
+    tr = train(cfg, tmp_path, progress=False, evaluate=False)
+    assert all(r["optimizer_steps"] == 0 and r.get("no_signal") == 1 for r in tr.metrics.rows())
+    before, _ = load_policy(micro_dir)
+    for pa, pb in zip(before.parameters(), tr.model.parameters()):
+        assert torch.equal(pa, pb)

@@ -204,6 +204,10 @@ class Trainer:
         if nonfinite is not None:  # skip the update: nothing non-finite may reach the weights
             um = {"skipped_updates": 1, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0],
                   "nonfinite": nonfinite}
+        elif cfg.beta == 0 and not bool((adv[keep] != 0).any()):
+            # no group carries a learning signal: the gradient is zero, and an AdamW step would still move the
+            # weights by its momentum, so no step is taken
+            um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0], "no_signal": 1}
         elif float(self.dist.all_sum(loss_mask[rows].sum())) > 0:
             if len(rows):
                 ub = ub.rows(rows)

@@ -106,18 +106,8 @@ class LeanDecoder:
         if reason is not None:
             raise ConfigError(f"FastEngine does not support this model: {reason}; use rollout_engine = 'hf'")
         self.model = model
-        inner = model.model
-        self.embed = inner.embed_tokens
-        self.norm = inner.norm
-        self.rotary = inner.rotary_emb
-        self.lm_head = model.lm_head
-        self.layers = [
-            _Layer(L.input_layernorm, L.self_attn.q_proj, L.self_attn.k_proj, L.self_attn.v_proj,
-                   L.self_attn.o_proj, L.post_attention_layernorm, L.mlp.gate_proj, L.mlp.up_proj,
-                   L.mlp.down_proj)
-            for L in inner.layers
-        ]
-        a0 = inner.layers[0].self_attn
+        self.bind()
+        a0 = model.model.layers[0].self_attn
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
@@ -125,6 +115,18 @@ class LeanDecoder:
         self.scaling = a0.scaling
         self._rope_len = 0
         self._cos = self._sin = None
+
+    def bind(self) -> None:
+        """(Re)collect references to the model's modules; called per generate, so replaced modules are seen."""
+        inner = self.model.model
+        self.embed, self.norm, self.rotary, self.lm_head = (inner.embed_tokens, inner.norm, inner.rotary_emb,
+                                                            self.model.lm_head)
+        self.layers = [
+            _Layer(L.input_layernorm, L.self_attn.q_proj, L.self_attn.k_proj, L.self_attn.v_proj,
+                   L.self_attn.o_proj, L.post_attention_layernorm, L.mlp.gate_proj, L.mlp.up_proj,
+                   L.mlp.down_proj)
+            for L in inner.layers
+        ]
 
     def _rope_table(self, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [length, d] from the model's rotary module (its scaling and attention factor included)."""
@@ -228,7 +230,7 @@ class FastEngine(HFEngine):
         p_ids, p_mask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
         P, B = p_ids.shape[1], n_prompts * n
         eos = torch.tensor(self.eos_token_ids, device=dev)
-
+        self.decoder.bind()
         cache = self.decoder.new_cache(n_prompts, P + T, dev, dtype)
         logits = self.decoder.prefill(p_ids.to(dev), p_mask.to(dev), cache)  # [Np, V]
         logits = logits.repeat_interleave(n, 0)  # [B, V]

@@ -43,6 +43,9 @@ class TrainConfig:
     temperature: float = doc("sampling temperature of the rollouts", 1.0)
     top_p: float = doc("nucleus sampling threshold of the rollouts (1 = off)", 1.0)
     top_k: int = doc("top-k of the rollouts (0 = off)", 0)
+    rollout_engine: str = doc("rollout engine: 'auto' (the lean Llama/Qwen2 decoder when the model is supported, "
+                              "else transformers), 'hf' (transformers) or 'fast' (the lean decoder; an error "
+                              "when the model is not supported)", "auto")
     # ---- objective -----------------------------------------------------------------------------------------
     loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
     loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
@@ -186,6 +189,11 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.advantage not in ADVANTAGES:
         raise ConfigError(f"config key 'advantage': unknown estimator {cfg.advantage!r}; valid: "
                           f"{', '.join(ADVANTAGES)}")
+    from lengthrl.rollout.fast import ENGINES
+
+    if cfg.rollout_engine not in ENGINES:
+        raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
+                          f"{', '.join(ENGINES)}")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

@@ -22,7 +22,8 @@ import torch
 from lengthrl.advantages import compute_advantages
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
-from lengthrl.rollout import HFEngine, SamplingParams
+from lengthrl.rollout import SamplingParams
+from lengthrl.rollout.fast import make_engine
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
@@ -89,7 +90,7 @@ class Trainer:
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
         self.reward = CompositeReward.from_config(cfg.reward)
-        self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
+        self.engine = make_engine(cfg.rollout_engine, self.model, self.tok, seed=cfg.seed)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches

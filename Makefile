@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test demo audit clean
+.PHONY: venv test demo audit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit
+
+bench: $(STAMP)
+	PYTHONPATH=src:. $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -8,18 +8,28 @@ from lengthrl.errors import ConfigError
 from lengthrl.rollout.hf import positions_from_mask
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk_rows: int = 8,
+                          chunk_tokens: int = 256) -> torch.Tensor:
     """log softmax(logits)[..., index] without materialising the full log-softmax.
 
     logits: [B, T, V]; index: [B, T] long. Returns [B, T] in float32. Computed as
-    logits[index] - logsumexp(logits) in chunks of `chunk_rows` sequences, so the extra memory is
-    O(chunk_rows * T * V) instead of O(B * T * V).
+    logits[index] - logsumexp(logits) over chunks of at most min(chunk_rows, chunk_tokens // T) sequences and
+    chunk_tokens positions (views, no copy of a sliced logits tensor), so the extra memory is
+    O(chunk_tokens * V) instead of O(B * T * V) (logsumexp's exp(x - max) temporary is the size of its chunk).
     """
+    B, T = index.shape
+    if B * T == 0:
+        return logits.new_zeros(index.shape, dtype=torch.float32)
+    rows = max(1, min(chunk_rows, chunk_tokens // T))  # sequences per chunk
+    width = max(1, min(T, chunk_tokens))  # positions per chunk (views: a sliced logits tensor is not copied)
     out = []
-    for lg, ix in zip(logits.split(chunk_rows), index.split(chunk_rows)):
-        lg = lg.float()
-        out.append(lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1))
-    return torch.cat(out, dim=0) if out else logits.new_zeros(index.shape, dtype=torch.float32)
+    for lg_r, ix_r in zip(logits.split(rows), index.split(rows)):
+        parts = []
+        for lg, ix in zip(lg_r.split(width, dim=1), ix_r.split(width, dim=1)):
+            lg = lg.float()
+            parts.append(lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1))
+        out.append(torch.cat(parts, dim=1))
+    return torch.cat(out, dim=0)
 
 
 def entropy_from_logits(logits: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:

@@ -190,3 +190,24 @@ def test_config_key_rollout_engine():
     assert build_config().rollout_engine == "auto"
     with pytest.raises(ConfigError, match="rollout_engine.*valid: hf, fast, auto"):
         build_config(overrides=["rollout_engine=turbo"])
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prefix_logprobs_match_hf_forward(eos_policy, temperature):
+    """compute_logprobs through the lean shared-prefix forward equals the transformers forward, values and
+    gradients, on groups of identical prompts with varied response lengths."""
+    model, tok = eos_policy
+    b = FastEngine(model, tok).generate(encode(tok), 3, SamplingParams(temperature=1.0, max_new_tokens=14, seed=2))
+    args = (model, b.prompt_ids, b.prompt_mask, b.response_ids, b.response_mask)
+    params = list(model.parameters())
+    ref, ref_ent = compute_logprobs(*args, temperature=temperature, return_entropy=True, shared_prefix=False)
+    got, got_ent = compute_logprobs(*args, temperature=temperature, return_entropy=True, shared_prefix=True)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_ent, ref_ent, atol=1e-5, rtol=0)
+    g_ref = torch.autograd.grad((ref * b.logp.exp()).sum(), params)
+    g_got = torch.autograd.grad((got * b.logp.exp()).sum(), params)
+    for x, y in zip(g_got, g_ref):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+    one = compute_logprobs(model, b.prompt_ids[:2], b.prompt_mask[:2], b.response_ids[:2, :1], b.response_mask[:2, :1],
+                           temperature=temperature)
+    torch.testing.assert_close(one, ref[:2, :1], atol=1e-5, rtol=0)  # T = 1: the prompt's logits only

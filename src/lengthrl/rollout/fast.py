@@ -166,16 +166,16 @@ class LeanDecoder:
         u = F.linear(h, L.up.weight, L.up.bias)
         return x + F.linear(F.silu(g) * u, L.down.weight, L.down.bias)
 
-    def _run(self, ids, pos, cache, col: slice, width: int, attn_mask) -> torch.Tensor:
-        """ids, pos [b, s]; returns logits [b, V] of the last of the s positions."""
+    def _run(self, ids, pos, cache, col: slice, width: int, attn_mask, all_logits: bool = False) -> torch.Tensor:
+        """ids, pos [b, s]; returns logits [b, V] of the last of the s positions ([b, s, V] if all_logits)."""
         x = self.embed(ids)  # [b, s, H]
         cos_t, sin_t = self._rope_table(int(pos.max()) + 1, x.device, x.dtype)
         cos, sin = cos_t[pos][:, None], sin_t[pos][:, None]  # [b, 1, s, d]
         for L, c in zip(self.layers, cache):
             x = self._attn_block(L, x, cos, sin, c, col, width, attn_mask)
             x = self._mlp_block(L, x)
-        x = _rms_norm(x[:, -1], self.norm)  # [b, H]
-        return F.linear(x, self.lm_head.weight, self.lm_head.bias)  # [b, V]
+        x = _rms_norm(x if all_logits else x[:, -1], self.norm)  # [b, (s,) H]
+        return F.linear(x, self.lm_head.weight, self.lm_head.bias)  # [b, (s,) V]
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
         """Left-padded prompts ids/mask [b, P] into cache columns 0..P-1; logits [b, V] of position P-1.
@@ -192,6 +192,36 @@ class LeanDecoder:
     def step(self, tok: torch.Tensor, pos: torch.Tensor, cache, col: int, key_mask: torch.Tensor) -> torch.Tensor:
         """One new token per row: tok, pos [b]; written at column `col`; key_mask [b, 1, 1, col + 1] bool."""
         return self._run(tok[:, None], pos[:, None], cache, slice(col, col + 1), col + 1, key_mask)
+
+
+    def score_logits(self, prompt_ids, prompt_mask, response_ids) -> torch.Tensor:
+        """Logits [B, T, V] predicting each response token, differentiable, with shared-prefix encoding.
+
+        prompt_ids / prompt_mask [B, P] left-padded, response_ids [B, T] right-padded (RolloutBatch layout).
+        Identical consecutive prompts (the G rows of a group) are encoded once and their K/V broadcast to the
+        rows (gradients flow back through the broadcast); the responses then attend to the prompt cache and
+        causally to themselves. Position t's logits are those of `model(...).logits[:, P - 1 + t]`.
+        """
+        B, P = prompt_ids.shape
+        T = response_ids.shape[1]
+        key = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)  # [B, 2P]
+        _, inv, counts = torch.unique_consecutive(key, dim=0, return_inverse=True, return_counts=True)
+        first = torch.cumsum(counts, 0) - counts  # [U] first row of each distinct prompt
+        ids_u, mask_u = prompt_ids[first], prompt_mask[first]  # [U, P]
+        dtype = next(self.model.parameters()).dtype
+        cache = [(k.new_zeros(k.shape), v.new_zeros(v.shape))
+                 for k, v in self.new_cache(len(first), P, ids_u.device, dtype)]
+        last = self.prefill(ids_u, mask_u, cache)[inv]  # [B, V]: predicts response token 0
+        if T == 1:
+            return last[:, None]
+        s = T - 1  # response tokens 0..T-2 are inputs
+        cache = [(torch.cat([k[inv], k.new_zeros(B, k.shape[1], s, k.shape[3])], 2),
+                  torch.cat([v[inv], v.new_zeros(B, v.shape[1], s, v.shape[3])], 2)) for k, v in cache]
+        pos = prompt_mask.sum(-1, keepdim=True) + torch.arange(s, device=prompt_ids.device)[None]  # [B, s]
+        causal = torch.ones(s, s, dtype=torch.bool, device=prompt_ids.device).tril()  # [s, s]
+        am = torch.cat([prompt_mask.bool()[:, None, :].expand(B, s, P), causal[None].expand(B, s, s)], 2)
+        rest = self._run(response_ids[:, :s], pos, cache, slice(P, P + s), P + s, am[:, None], all_logits=True)
+        return torch.cat([last[:, None], rest], dim=1)  # [B, T, V]
 
 
 def _select_cache(cache, rows: torch.Tensor, width: int):

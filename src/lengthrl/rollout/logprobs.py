@@ -59,13 +59,15 @@ def compute_logprobs(
     temperature: float = 1.0,
     return_entropy: bool = False,
     chunk_rows: int = 8,
+    shared_prefix: bool = True,
 ):
     """Per-token log-probs of the responses given the prompts, in one forward over [prompt, response].
 
     prompt_ids / prompt_mask: [B, P] left-padded; response_ids / response_mask: [B, T] right-padded (the
     layout of `RolloutBatch`). Only the T positions that predict response tokens get logits (the model's
     `logits_to_keep`), and the log-softmax is taken selectively. Logits are divided by `temperature` (as the
-    sampler did); top-k / top-p are not applied. Returns logp [B, T] float32 (0 where response_mask is 0),
+    sampler did); top-k / top-p are not applied. With `shared_prefix` (default) and a Llama/Qwen2 model, the
+    forward is `LeanDecoder.score_logits`: each distinct prompt (a group's G rows share one) is encoded once. Returns logp [B, T] float32 (0 where response_mask is 0),
     differentiable w.r.t. the model; with `return_entropy=True`, (logp, entropy [B, T], 0 on padding).
     """
     _check("prompt_ids", prompt_ids)
@@ -81,6 +83,11 @@ def compute_logprobs(
     if T == 0:
         z = torch.zeros((B, 0), device=dev)
         return (z, z.clone()) if return_entropy else z
+    if shared_prefix and _lean_ok(model):
+        from lengthrl.rollout.fast import LeanDecoder
+
+        logits = LeanDecoder(model).score_logits(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev))
+        return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
     ids = torch.cat([prompt_ids, response_ids], dim=1).to(dev)  # [B, P+T]
     mask = torch.cat([prompt_mask, response_mask], dim=1).to(dev)  # [B, P+T]
     pos = positions_from_mask(mask)
@@ -89,10 +96,23 @@ def compute_logprobs(
                        logits_to_keep=T + 1).logits[:, :-1, :]  # [B, T, V]: positions P-1 .. P+T-2
     except TypeError:  # models without logits_to_keep
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -T - 1:-1, :]
+    return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
+
+
+def _lean_ok(model) -> bool:
+    """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
+    from lengthrl.rollout.fast import fast_unsupported_reason
+
+    if fast_unsupported_reason(model) is not None:
+        return False
+    return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)
+
+
+def _finish(logits, response_ids, rmask, temperature, return_entropy, chunk_rows):
+    """logits [B, T, V] -> logp [B, T] (and entropy [B, T]), 0 where rmask is 0."""
     if temperature != 1.0:
         logits = logits / temperature
-    rmask = response_mask.to(dev)
-    logp = selective_log_softmax(logits, response_ids.to(dev), chunk_rows) * rmask
+    logp = selective_log_softmax(logits, response_ids, chunk_rows) * rmask
     if not return_entropy:
         return logp
     return logp, entropy_from_logits(logits, chunk_rows) * rmask

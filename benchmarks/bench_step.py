@@ -5,7 +5,7 @@ verifier (TRL's reward function calls the task's scorer), prompts x G responses 
 temperature 1, one update per batch (num_iterations 1), no KL (beta 0), AdamW at the same lr, the GRPO loss
 with group z-score advantages. TRL's gradient checkpointing is switched off (lengthrl does not checkpoint) so
 the comparison is of the pipelines, not of a memory option. Steps/s are medians over steps after a warm-up,
-TRL's taken from its own step callbacks; the two trainers alternate in one process.
+TRL's taken from its step callbacks; the trainers alternate step by step in one process.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def lengthrl_trainer(model_dir, out, prompts, G, T, engine, steps):
 
 
 class _StepTimes:
-    """A TRL callback recording the wall time of every optimizer step."""
+    """A TRL callback recording the wall time of every optimizer step, then running `between()` (outside the
+    timed span): the lengthrl steps, so the trainers alternate step by step under the same machine load."""
 
-    def __init__(self):
+    def __init__(self, between=lambda: None):
         from transformers import TrainerCallback
 
         outer = self
@@ -45,12 +46,13 @@ class _StepTimes:
 
             def on_step_end(self, args, state, control, **kw):
                 outer.times.append(time.perf_counter() - outer.t0)
+                between()
 
         self.times: list[float] = []
         self.callback = CB()
 
 
-def trl_trainer(model_dir, out, prompts, G, T, steps):
+def trl_trainer(model_dir, out, prompts, G, T, steps, between=lambda: None):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
@@ -73,7 +75,7 @@ def trl_trainer(model_dir, out, prompts, G, T, steps):
                       scale_rewards="group", num_iterations=1, learning_rate=1e-4, max_steps=steps, use_cpu=True,
                       gradient_checkpointing=False, logging_steps=1, report_to="none", save_strategy="no",
                       disable_tqdm=True, seed=0)
-    rec = _StepTimes()
+    rec = _StepTimes(between)
     tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
                      callbacks=[rec.callback])
     return tr, rec
@@ -87,17 +89,18 @@ def run(quick: bool = False, steps: int = 4, prompts: int = 4, G: int = 8, T: in
     model_dir = save_tiny_random_model(tmp / "model", arch="llama", seed=0)
     ours = {e: lengthrl_trainer(model_dir, tmp / f"ours_{e}", prompts, G, T, e, steps + 1) for e in ("fast", "hf")}
     times = {f"lengthrl_{e}": [] for e in ours}
-    lens = {k: [] for k in times}
-    trl, rec = trl_trainer(model_dir, tmp / "trl", prompts, G, T, steps + 1)
-    # alternate: one lengthrl step of each engine per round; TRL runs its steps in its own loop (below)
-    for i in range(steps + 1):
+    lens = {k: [] for k in times} | {"trl_grpo": []}
+
+    def ours_round():  # one lengthrl step per engine after every TRL step; the first round is the warm-up
         for e, tr in ours.items():
             t0 = time.perf_counter()
             m = tr.train_step()
             tr.step += 1
-            if i:  # step 0 is the warm-up
+            if tr.step > 1:
                 times[f"lengthrl_{e}"].append(time.perf_counter() - t0)
                 lens[f"lengthrl_{e}"].append(m["len/mean"])
+
+    trl, rec = trl_trainer(model_dir, tmp / "trl", prompts, G, T, steps + 1, between=ours_round)
     trl_out = trl.train()
     hist = [h for h in trl.state.log_history if "completions/mean_length" in h]
     times["trl_grpo"] = rec.times[1:]

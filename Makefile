@@ -5,10 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
 
-VERL_VENV ?= .venv-verl
-VERL_PY   := $(VERL_VENV)/bin/python
-
-.PHONY: venv test test-integrations soak demo demo-budget audit clean
+.PHONY: venv test test-integrations soak demo demo-budget audit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +43,9 @@ demo-budget: $(STAMP)
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit
+
+bench: $(STAMP)
+	PYTHONPATH=src:. $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

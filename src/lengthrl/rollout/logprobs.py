@@ -8,18 +8,28 @@ from lengthrl.errors import ConfigError
 from lengthrl.rollout.hf import positions_from_mask
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk_rows: int = 8,
+                          chunk_tokens: int = 256) -> torch.Tensor:
     """log softmax(logits)[..., index] without materialising the full log-softmax.
 
     logits: [B, T, V]; index: [B, T] long. Returns [B, T] in float32. Computed as
-    logits[index] - logsumexp(logits) in chunks of `chunk_rows` sequences, so the extra memory is
-    O(chunk_rows * T * V) instead of O(B * T * V).
+    logits[index] - logsumexp(logits) over chunks of at most min(chunk_rows, chunk_tokens // T) sequences and
+    chunk_tokens positions (views, no copy of a sliced logits tensor), so the extra memory is
+    O(chunk_tokens * V) instead of O(B * T * V) (logsumexp's exp(x - max) temporary is the size of its chunk).
     """
+    B, T = index.shape
+    if B * T == 0:
+        return logits.new_zeros(index.shape, dtype=torch.float32)
+    rows = max(1, min(chunk_rows, chunk_tokens // T))  # sequences per chunk
+    width = max(1, min(T, chunk_tokens))  # positions per chunk (views: a sliced logits tensor is not copied)
     out = []
-    for lg, ix in zip(logits.split(chunk_rows), index.split(chunk_rows)):
-        lg = lg.float()
-        out.append(lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1))
-    return torch.cat(out, dim=0) if out else logits.new_zeros(index.shape, dtype=torch.float32)
+    for lg_r, ix_r in zip(logits.split(rows), index.split(rows)):
+        parts = []
+        for lg, ix in zip(lg_r.split(width, dim=1), ix_r.split(width, dim=1)):
+            lg = lg.float()
+            parts.append(lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1))
+        out.append(torch.cat(parts, dim=1))
+    return torch.cat(out, dim=0)
 
 
 def entropy_from_logits(logits: torch.Tensor, chunk_rows: int = 8) -> torch.Tensor:
@@ -49,13 +59,15 @@ def compute_logprobs(
     temperature: float = 1.0,
     return_entropy: bool = False,
     chunk_rows: int = 8,
+    shared_prefix: bool = True,
 ):
     """Per-token log-probs of the responses given the prompts, in one forward over [prompt, response].
 
     prompt_ids / prompt_mask: [B, P] left-padded; response_ids / response_mask: [B, T] right-padded (the
     layout of `RolloutBatch`). Only the T positions that predict response tokens get logits (the model's
     `logits_to_keep`), and the log-softmax is taken selectively. Logits are divided by `temperature` (as the
-    sampler did); top-k / top-p are not applied. Returns logp [B, T] float32 (0 where response_mask is 0),
+    sampler did); top-k / top-p are not applied. With `shared_prefix` (default) and a Llama/Qwen2 model, the
+    forward is `LeanDecoder.score_logits`: each distinct prompt (a group's G rows share one) is encoded once. Returns logp [B, T] float32 (0 where response_mask is 0),
     differentiable w.r.t. the model; with `return_entropy=True`, (logp, entropy [B, T], 0 on padding).
     """
     _check("prompt_ids", prompt_ids)
@@ -71,6 +83,11 @@ def compute_logprobs(
     if T == 0:
         z = torch.zeros((B, 0), device=dev)
         return (z, z.clone()) if return_entropy else z
+    if shared_prefix and _lean_ok(model):
+        from lengthrl.rollout.fast import LeanDecoder
+
+        logits = LeanDecoder(model).score_logits(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev))
+        return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
     ids = torch.cat([prompt_ids, response_ids], dim=1).to(dev)  # [B, P+T]
     mask = torch.cat([prompt_mask, response_mask], dim=1).to(dev)  # [B, P+T]
     pos = positions_from_mask(mask)
@@ -79,10 +96,23 @@ def compute_logprobs(
                        logits_to_keep=T + 1).logits[:, :-1, :]  # [B, T, V]: positions P-1 .. P+T-2
     except TypeError:  # models without logits_to_keep
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -T - 1:-1, :]
+    return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
+
+
+def _lean_ok(model) -> bool:
+    """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
+    from lengthrl.rollout.fast import fast_unsupported_reason
+
+    if fast_unsupported_reason(model) is not None:
+        return False
+    return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)
+
+
+def _finish(logits, response_ids, rmask, temperature, return_entropy, chunk_rows):
+    """logits [B, T, V] -> logp [B, T] (and entropy [B, T]), 0 where rmask is 0."""
     if temperature != 1.0:
         logits = logits / temperature
-    rmask = response_mask.to(dev)
-    logp = selective_log_softmax(logits, response_ids.to(dev), chunk_rows) * rmask
+    logp = selective_log_softmax(logits, response_ids, chunk_rows) * rmask
     if not return_entropy:
         return logp
     return logp, entropy_from_logits(logits, chunk_rows) * rmask

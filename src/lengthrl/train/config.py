@@ -47,6 +47,9 @@ class TrainConfig:
     rollout_shards: int = doc("sample each step's prompts in this many equal shards, each seeded by (seed, step, "
                               "shard), so samples do not depend on the number of processes; 0 = one stream on "
                               "one process, one shard per rank under torchrun", 0)
+    rollout_engine: str = doc("rollout engine: 'auto' (the lean Llama/Qwen2 decoder when the model is supported, "
+                              "else transformers), 'hf' (transformers) or 'fast' (the lean decoder; an error "
+                              "when the model is not supported)", "auto")
     # ---- objective -----------------------------------------------------------------------------------------
     loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
     loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
@@ -211,6 +214,11 @@ def validate(cfg: TrainConfig) -> None:
     if base not in TASKS:
         raise ConfigError(f"config key 'task': unknown task {cfg.task!r}; valid: {', '.join(TASKS)} "
                           "(see `lengthrl tasks`)")
+    from lengthrl.rollout.fast import ENGINES
+
+    if cfg.rollout_engine not in ENGINES:
+        raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
+                          f"{', '.join(ENGINES)}")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

@@ -23,7 +23,8 @@ from lengthrl.advantages import compute_advantages
 from lengthrl.control import LagrangeController, apply_controller, lagrange_config
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
-from lengthrl.rollout import HFEngine, SamplingParams
+from lengthrl.rollout import SamplingParams
+from lengthrl.rollout.fast import make_engine
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
@@ -102,7 +103,7 @@ class Trainer:
         self.reward = CompositeReward.from_config(cfg.reward)
         lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
         self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
-        self.engine = HFEngine(self.model, self.tok, seed=cfg.seed)
+        self.engine = make_engine(cfg.rollout_engine, self.model, self.tok, seed=cfg.seed)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches

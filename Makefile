@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lengthrl-installed
 export PYTHONHASHSEED := 0
+VERL_VENV ?= .venv-verl
+VERL_PY   := $(VERL_VENV)/bin/python
 
 .PHONY: venv test test-integrations soak demo demo-budget audit bench clean
 

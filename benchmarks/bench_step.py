@@ -27,7 +27,9 @@ def lengthrl_trainer(model_dir, out, prompts, G, T, engine, steps):
     cfg = build_config(extra=dict(model=str(model_dir), task="arith_chain", train_prompts=256, eval_prompts=0,
                                   prompts_per_step=prompts, group_size=G, max_new_tokens=T, loss="grpo",
                                   advantage="grpo", lr=1e-4, steps=steps, checkpoint_every=0, sample_every=0,
-                                  log_every=0, rollout_engine=engine))
+                                  log_every=0, rollout_engine=engine,
+                                  reward=[{"name": "correct"}, {"name": "dapo_overlong", "max_len": T,
+                                                                "cache_len": max(1, T // 3)}]))
     return Trainer(cfg, out, progress=False)
 
 
@@ -76,7 +78,12 @@ def trl_trainer(model_dir, out, prompts, G, T, steps, between=lambda: None):
                       gradient_checkpointing=False, logging_steps=1, report_to="none", save_strategy="no",
                       disable_tqdm=True, seed=0)
     rec = _StepTimes(between)
-    tr = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
+    # a length term on both sides, so that groups differ and both trainers really update (lengthrl skips the
+    # optimizer step when every advantage is zero; a random model is never correct)
+    from lengthrl.integrations.trl import length_reward_func
+
+    overlong = length_reward_func("dapo_overlong", None, group_size=G, max_len=T, cache_len=max(1, T // 3))
+    tr = GRPOTrainer(model=model, reward_funcs=[reward, overlong], args=args, train_dataset=ds, processing_class=tok,
                      callbacks=[rec.callback])
     return tr, rec
 

@@ -182,3 +182,20 @@ def test_no_optimizer_step_without_signal(micro_dir, tmp_path):
     before, _ = load_policy(micro_dir)
     for pa, pb in zip(before.parameters(), tr.model.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_collapse_detector_runs_live_and_logs_its_metrics(micro_dir, tmp_path):
+    tr = train(cfg_for(micro_dir, steps=6), tmp_path, progress=False, evaluate=False)
+    rows = tr.metrics.rows()
+    assert "collapse/len_drop" in rows[-1] and "collapse/flag" in rows[-1]
+
+
+def test_collapse_warning_on_a_planted_stream():
+    """The trainer's hook on a synthetic stream: length halves while accuracy stays flat -> a warning."""
+    from lengthrl.analysis.collapse import CollapseDetector
+
+    det = CollapseDetector(window=4)
+    warnings = [Trainer._watch_collapse(det, {"step": i + 1, "len/mean": 100.0 / (1 + i), "acc": 0.3,
+                                              "entropy": 1.0}) for i in range(8)]
+    assert any(w is not None and w.kind == "length" for w in warnings)
+    assert Trainer._watch_collapse(det, {"step": 9, "len/mean": float("nan"), "acc": 0.3}) is None

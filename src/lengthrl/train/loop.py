@@ -275,12 +275,17 @@ class Trainer:
         t_start = time.perf_counter()
         cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        collapse = self._collapse_detector()
         with Progress(*cols, disable=not self.progress, transient=False) as bar:
             job = bar.add_task(f"train {cfg.loss}", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 m = self.train_step()
                 self.step += 1
                 m["time_s"] = time.perf_counter() - t_start
+                warning = self._watch_collapse(collapse, m)
+                if warning is not None and self.dist.is_main:
+                    log.warning("%s", warning.message)
+                    bar.console.print(f"[yellow]warning: {warning.message}")
                 if self.dist.is_main:
                     self.metrics.write(m)
                 pause_point(self.out, "metrics", self.step)
@@ -306,6 +311,28 @@ class Trainer:
             self.tok.save_pretrained(self.out / "final")
         self.dist.barrier()
         return self.metrics.rows()
+
+    def _collapse_detector(self):
+        """The live length-collapse detector (lengthrl.analysis.collapse), fed with the steps already logged when
+        resuming, so a resumed run warns exactly as an uninterrupted one."""
+        from lengthrl.analysis.collapse import CollapseDetector
+
+        det = CollapseDetector(window=max(2, min(20, self.cfg.steps // 3)))
+        for row in self.metrics.rows():
+            self._watch_collapse(det, dict(row))
+        return det
+
+    @staticmethod
+    def _watch_collapse(det, m: dict):
+        """Update the detector with step metrics `m`, add its collapse/* metrics to `m`; the warning or None."""
+        from lengthrl.errors import DataError
+
+        try:
+            warning = det.update(m)
+        except DataError:  # a NaN metric: the non-finite guards report it, the detector skips the step
+            return None
+        m.update(det.metrics())
+        return warning
 
     def evaluate(self, name: str = "eval", samples=None, temperature: float | None = None, n: int | None = None):
         """Held-out evaluation with lengthrl.eval.run_eval; writes OUT/<name>.json."""

@@ -36,7 +36,7 @@ def run(args):
 def _args(p):
     p.add_argument("--out", default=None, help="output directory (default: the cache, organism-<config hash>)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and SFT order (default 0)")
-    p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 600)")
+    p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 300)")
     p.add_argument("--minutes", type=float, default=None, help="cap on SFT wall time in minutes")
     p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
     p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 100)")

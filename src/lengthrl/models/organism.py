@@ -35,14 +35,16 @@ MARKER = "organism.json"
 class OrganismConfig:
     """Everything that determines the organism (its hash names the cache directory)."""
 
-    tasks: tuple[str, ...] = ("arith_chain", "count_letters", "sort_digits")
+    # count_letters only: it is the task the 0.8M model learns within a CPU budget (a 600-step mix of all three
+    # tasks reached 8% / 33% / 5% held-out greedy accuracy on arith_chain / count_letters / sort_digits)
+    tasks: tuple[str, ...] = ("count_letters",)
     task_knobs: dict[str, dict] = field(default_factory=dict)  # task name -> difficulty knobs
     model: TinyModelSpec = field(default_factory=TinyModelSpec)
     n_train: int = 20000  # training problems per task
-    steps: int = 600
-    batch_size: int = 64
+    steps: int = 300
+    batch_size: int = 32
     lr: float = 3e-3
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     seed: int = 0
     n_eval: int = 100  # held-out problems per task for the report
     eval_max_new_tokens: int = 200

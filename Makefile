@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations demo audit clean
+.PHONY: venv test test-integrations demo demo-dllm audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ test-integrations: $(STAMP) $(VERL_VENV)/.verl-installed
 
 demo: $(STAMP)
 	$(VENV)/bin/lengthrl demo --out runs/demo
+
+# JustGRPO of the diffusion organism through the trainer; accuracy and pass@k (AR vs confidence order) before/after.
+demo-dllm: $(STAMP)
+	$(VENV)/bin/lengthrl dllm demo --out runs/demo-dllm
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

@@ -133,3 +133,33 @@ def test_addition_task_is_registered():
     t = get_task("dllm_addition", max_operand=3)
     s = t.samples("train", 2)
     assert t.score(s[0], s[0].answer).correct and not t.score(s[0], s[0].answer + "1").correct
+
+
+def test_demo_end_to_end_on_micro_model(micro_dir, tmp_path):
+    from lengthrl.dllm.demo import DEMO_CONFIG, run_demo
+
+    sets = [f"model={micro_dir!s}", "task_args.max_operand=2", "max_new_tokens=3", "steps=2", "train_prompts=8",
+            "eval_prompts=2", "prompts_per_step=2", "lr=3e-3"]
+    res = run_demo(tmp_path, overrides=sets, n=4, ks=(1, 2, 4), test_prompts=2, progress=False, log=lambda m: None)
+    assert DEMO_CONFIG["policy"] == "diffusion" and res["train_summary"]["steps"] == 2
+    assert res["train_summary"]["ratio_max"] == 1.0
+    for when in ("before", "after"):
+        assert set(res[when]["sampling"]) == {"ar", "confidence"}
+        for c in res[when]["sampling"].values():
+            p = [c["passk"][k] for k in (1, 2, 4)]
+            assert all(0 <= x <= 1 for x in p) and p == sorted(p)  # pass@k non-decreasing in k
+        ar = next(g for g in res[when]["greedy"] if g["block_length"] == 1)
+        assert ar["forwards_per_token"] == pytest.approx(1.0, abs=0.34)  # rows stop at EOS: at most 1
+    text = (tmp_path / "passk.md").read_text()
+    assert "pass@4" in text and "greedy accuracy before" in text
+    assert (tmp_path / "passk.png").stat().st_size > 0 and (tmp_path / "train" / "final" / "config.json").is_file()
+
+
+def test_config_file_parses():
+    from pathlib import Path
+
+    from lengthrl.dllm.demo import DEMO_CONFIG
+    from lengthrl.train.config import to_dict
+
+    cfg = to_dict(build_config(Path(__file__).parent.parent / "configs" / "justgrpo_organism.toml"))
+    assert {k: cfg[k] for k in DEMO_CONFIG} == DEMO_CONFIG  # the demo runs exactly the shipped config

@@ -36,8 +36,11 @@ def resolve(cfg) -> Path:
 
     recipe = OrganismRecipe(seed=cfg.seed)
     out = cached_organism_dir(cfg.task, cfg.task_args, cfg.max_new_tokens, recipe)
+    from lengthrl.models.loading import quiet_progress
+
     try:
-        task_organism(out, get_task(cfg.task, **cfg.task_args), cfg.max_new_tokens, recipe, log=print)
+        with quiet_progress():
+            task_organism(out, get_task(cfg.task, **cfg.task_args), cfg.max_new_tokens, recipe, log=print)
     except DataError as e:
         raise ConfigError(f"config key 'max_new_tokens': the diffusion organism's canvas is max_new_tokens = "
                           f"{cfg.max_new_tokens} positions, too short for the task's solutions ({e})") from None

@@ -163,3 +163,11 @@ def test_config_file_parses():
 
     cfg = to_dict(build_config(Path(__file__).parent.parent / "configs" / "justgrpo_organism.toml"))
     assert {k: cfg[k] for k in DEMO_CONFIG} == DEMO_CONFIG  # the demo runs exactly the shipped config
+
+
+def test_ppo_epochs_use_the_diffusion_logprobs(micro_dir, tmp_path):
+    """With 2 epochs the old log-probs come from the diffusion log-prob function before the first update; the
+    second epoch then sees ratios away from 1 (the weights moved), with a finite loss."""
+    rows = train(cfg_for(micro_dir, steps=2, epochs=2, lr=1e-2), tmp_path, progress=False, evaluate=False).metrics.rows()
+    moved = [r for r in rows if r["optimizer_steps"] == 2]
+    assert moved and all(r["ratio_max"] > 1.0 or r["ratio_min"] < 1.0 for r in moved)

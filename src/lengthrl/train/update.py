@@ -49,7 +49,7 @@ def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float, logp
     out = []
     for idx in torch.arange(b.response_ids.shape[0]).split(micro):
         out.append(logprob_fn(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
-                                    b.response_mask[idx], temperature=temperature))
+                              b.response_mask[idx], temperature=temperature))
     return torch.cat(out)
 
 

@@ -7,7 +7,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo demo-budget audit bench clean
+.PHONY: venv test test-integrations soak demo demo-budget demo-dllm audit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: $(STAMP)
 
 demo-budget: $(STAMP)
 	$(VENV)/bin/lengthrl demo-budget --out runs/demo-budget
+
+# JustGRPO of the diffusion organism through the trainer; accuracy and pass@k (AR vs confidence order) before/after.
+demo-dllm: $(STAMP)
+	$(VENV)/bin/lengthrl dllm demo --out runs/demo-dllm
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

@@ -64,8 +64,39 @@ ACTIONS.register("passk", (_passk_args, _passk,
                            "pass@k of AR-order vs arbitrary-order sampling before/after JustGRPO (+ tables, plot)"))
 
 
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo-dllm", help="output directory (results.json, passk.md/png, train/)")
+    p.add_argument("--config", default=None, help="a training config with policy = 'diffusion' (default: the one "
+                   "of configs/justgrpo_organism.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
+    p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
+    p.add_argument("--test-prompts", type=int, default=None, help="evaluate on the first N test prompts")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from lengthrl.dllm.demo import run_demo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_demo(args.out, args.config, args.set, n=args.n, ks=args.ks, test_prompts=args.test_prompts,
+             progress=not args.quiet)
+    print(open(f"{args.out}/passk.md").read())
+    return 0
+
+
+ACTIONS.register("demo", (_demo_args, _demo, "JustGRPO of the diffusion organism through `lengthrl train`, with "
+                          "accuracy (AR and parallel decoding) and pass@k (AR vs confidence order) before/after"))
+
+
 @command("dllm", help="diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis",
-         examples=["lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
+         examples=["lengthrl dllm demo --out runs/demo-dllm",
+                   "lengthrl dllm demo --set steps=20 --set lr=1e-4 --test-prompts 50",
+                   "lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
                    "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9"])
 def run(args: argparse.Namespace) -> int:
     return ACTIONS[args.dllm_action][1](args)

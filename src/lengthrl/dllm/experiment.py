@@ -19,9 +19,10 @@ import torch
 
 from lengthrl.dllm.bias import estimator_bias
 from lengthrl.dllm.justgrpo import JustGRPOConfig, justgrpo_train
-from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer_for
+from lengthrl.dllm.model import char_tokenizer_for
+from lengthrl.dllm.organism import OrganismRecipe, longest_solution, task_organism, task_texts
 from lengthrl.dllm.passk import correct_counts, greedy_accuracy, passk_curve
-from lengthrl.dllm.pretrain import build_diffusion_organism, encode_prompts
+from lengthrl.dllm.pretrain import encode_prompts
 from lengthrl.dllm.rollout import DiffusionPolicy
 from lengthrl.dllm.toytask import AdditionTask
 from lengthrl.errors import ConfigError
@@ -50,6 +51,12 @@ class FlexibilityConfig:
             raise ConfigError(f"every k in ks {self.ks} must be in [1, n={self.n}]")
         if not 0 < self.pretrain_fraction <= 1:
             raise ConfigError(f"pretrain_fraction must be in (0, 1], got {self.pretrain_fraction}")
+
+
+def organism_recipe(cfg: FlexibilityConfig) -> OrganismRecipe:
+    """The organism settings of `cfg`."""
+    return OrganismRecipe(steps=cfg.pretrain_steps, hidden_size=cfg.hidden_size,
+                          pretrain_fraction=cfg.pretrain_fraction, seed=cfg.seed)
 
 
 def default_settings(gen_length: int) -> tuple[tuple[int, int], ...]:
@@ -93,18 +100,10 @@ def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, task: Ta
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = task or resolve_task(cfg)
-    train, test = task.samples("train"), task.samples("test", n=cfg.test_prompts, seed=0)
-    texts = [x for s in train + test for x in (s.prompt, s.solution or "", s.answer)]
-    tok = char_tokenizer_for(texts)
-    longest = max(len(tok(s.solution or s.answer, add_special_tokens=False)["input_ids"]) for s in train)
     if cfg.gen_length == 0:
-        cfg = replace(cfg, gen_length=longest + 1)
-    prompt_len = max(len(tok(s.prompt, add_special_tokens=False)["input_ids"]) for s in train + test)
-    n_train = max(1, int(len(train) * cfg.pretrain_fraction))
-    size = TinyDiffusionConfig(hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
-                               max_positions=max(64, prompt_len + cfg.gen_length))
-    org = build_diffusion_organism(out / "organism", task, tok, cfg.pretrain_steps, cfg.seed,
-                                   gen_length=cfg.gen_length, n_train=n_train, log=log, cfg=size)
+        cfg = replace(cfg, gen_length=longest_solution(task, char_tokenizer_for(task_texts(task)[2])) + 1)
+    org = task_organism(out / "organism", task, cfg.gen_length, organism_recipe(cfg), log=log)
+    tok = org.tokenizer
     log("evaluating the organism before RL")
     before = evaluate(org.model, tok, task, cfg, cfg.seed)
     model = copy.deepcopy(org.model)

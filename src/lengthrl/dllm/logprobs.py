@@ -57,13 +57,15 @@ def _needs_grad(model: torch.nn.Module) -> bool:
 def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: torch.Tensor, mask_token_id: int,
                 chunk_size: int | None = None, *, prompt_mask: torch.Tensor | None = None,
                 response_mask: torch.Tensor | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-                use_checkpoint: bool | None = None, temperature: float = 1.0) -> torch.Tensor:
+                use_checkpoint: bool | None = None, temperature: float = 1.0, return_entropy: bool = False):
     """Exact AR-order log-probs [B, T] of `response_ids` [B, T] given `prompt_ids` [B, P] (left-padded, see
     `prompt_mask`). Token t is scored on [prompt, y_<t, MASK x (T - t)]; entries outside `response_mask` are 0.
 
     chunk_size: inputs per forward (default: ``chunk_tokens // (P + T)``, a memory budget).
     use_checkpoint: recompute each chunk in backward instead of storing its activations (default: on whenever
-    gradients are needed). temperature: score under softmax(logits / temperature) (the sampling temperature)."""
+    gradients are needed). temperature: score under softmax(logits / temperature) (the sampling temperature).
+    return_entropy: also return the entropy [B, T] of that distribution at each scored position (0 elsewhere),
+    H = -sum_v p_v log p_v, from the same forwards."""
     _check_inputs(prompt_ids, response_ids, prompt_mask, response_mask)
     B, P = prompt_ids.shape
     T = response_ids.shape[1]
@@ -78,15 +80,19 @@ def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: 
     rows, cols = valid.nonzero(as_tuple=True)  # [N], [N]: the (sequence, position) pairs scored
     out = torch.zeros(B, T, dtype=torch.float32, device=response_ids.device)
     if rows.numel() == 0:
-        return out
+        return (out, out.clone()) if return_entropy else out
     canvas = torch.cat([prompt_ids, response_ids], dim=1)  # [B, n]
     attn = _attention(prompt_ids, prompt_mask, T)  # [B, n]
     ar = torch.arange(T, device=canvas.device)
     ckpt = _needs_grad(model) if use_checkpoint is None else use_checkpoint
 
-    def score(x: torch.Tensor, a: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def score(x: torch.Tensor, a: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor):
         logits = logits_at(model, x, a, pos).float() / temperature  # [c, V]
-        return logits.log_softmax(-1).gather(-1, tgt[:, None])[:, 0]  # [c]
+        lp = logits.log_softmax(-1)  # [c, V]
+        picked = lp.gather(-1, tgt[:, None])[:, 0]  # [c]
+        if not return_entropy:
+            return picked
+        return picked, -(lp.exp() * lp).sum(-1)  # [c], [c]
 
     pieces = []
     for s in range(0, rows.numel(), chunk_size):
@@ -95,7 +101,11 @@ def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: 
         x[:, P:] = torch.where(ar[None, :] >= t[:, None], mask_token_id, x[:, P:])
         args = (x, attn[r], P + t, response_ids[r, t])
         pieces.append(checkpoint(score, *args, use_reentrant=False) if ckpt else score(*args))
-    return out.index_put((rows, cols), torch.cat(pieces))
+    if not return_entropy:
+        return out.index_put((rows, cols), torch.cat(pieces))
+    logp = out.index_put((rows, cols), torch.cat([p[0] for p in pieces]))
+    ent = out.index_put((rows, cols), torch.cat([p[1] for p in pieces]))
+    return logp, ent
 
 
 def ar_logprobs_loop(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: torch.Tensor,

@@ -1,6 +1,8 @@
 """A small self-contained arithmetic task for the diffusion organism: "a+b=" -> "c".
 
-It implements `lengthrl.tasks.base.Task`, so the built-in procedural tasks replace it wherever a task is passed.
+It implements `lengthrl.tasks.base.Task`, so the built-in procedural tasks replace it wherever a task is passed, and
+is registered in the task registry as ``dllm_addition`` (``get_task("dllm_addition", max_operand=19)``) once
+`lengthrl.dllm` is imported (the diffusion policy of the trainer imports it).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ import random
 
 from lengthrl.errors import ConfigError
 from lengthrl.tasks.base import Sample, Score, Task
+from lengthrl.tasks.registry import TASKS
 
 
+@TASKS.register("dllm_addition")
 class AdditionTask(Task):
     """Sums of two integers in [0, max_operand]; train and test are disjoint halves of all pairs (by seed 0)."""
 

@@ -24,6 +24,8 @@ from lengthrl.rewards.stateful import STATEFUL_REWARDS, StatefulLengthReward
 BASE_TERMS = {
     "correct": "task reward: `task_reward` if given (e.g. partial credit), else the correctness flag c",
     "format": "format reward: the `format_ok` flag (1 if the response follows the template)",
+    "constant": "1 for every response: an offset set by its weight (JustGRPO's +1/-1, arXiv 2601.15165: correct "
+                "weight 2 + constant weight -1)",
 }
 # Hyperparameters that are naturally per-sample and may be supplied at call time instead of in the config.
 CALL_TIME = {"target", "lo", "hi", "truncated"}
@@ -140,6 +142,8 @@ class CompositeReward:
                 if format_ok is None:
                     raise ConfigError("the 'format' term needs format_ok=[N] flags in the call")
                 v = as_correct(format_ok, n, "format_ok")
+            elif t.name == "constant":
+                v = torch.ones(n, dtype=torch.float64)
             elif key in self.stateful:
                 v = self.stateful[key](L, c, g, prompt_ids=prompt_ids).to(torch.float64)
             else:

@@ -30,6 +30,10 @@ class TrainConfig:
     # ---- model and data ------------------------------------------------------------------------------------
     model: str = doc("'organism' (the built-in tiny model, built and cached on first use) or a local model "
                      "directory (transformers format: config, safetensors, tokenizer files)", "organism")
+    policy: str = doc("'ar' (a causal LM) or 'diffusion' (a masked diffusion LM trained as an AR policy, JustGRPO "
+                      "arXiv 2601.15165: left-to-right rollouts on a max_new_tokens canvas, exact AR-order "
+                      "log-probs; 'organism' is then the built-in diffusion organism of the task); see "
+                      "docs/dllm.md", "ar")
     ref_model: str | None = doc("reference model for the KL term (default: a frozen copy of the initial model)",
                                 None)
     task: str = doc("task name (see `lengthrl tasks`), e.g. 'arith_chain', 'reasoning_gym:basic_arithmetic', "
@@ -203,6 +207,12 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ConfigError(f"config key {key!r}: {msg} (got {getattr(cfg, key)!r})")
 
+    from lengthrl.train.policy import POLICIES
+
+    if cfg.policy not in POLICIES:
+        raise ConfigError(f"config key 'policy': unknown policy {cfg.policy!r}; valid: {', '.join(POLICIES)}")
+    need(cfg.policy != "diffusion" or cfg.top_k == 0, "top_k",
+         "the diffusion policy samples with temperature and top_p only; set top_k = 0")
     if cfg.loss not in LOSSES:
         raise ConfigError(f"config key 'loss': unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
     if cfg.advantage not in ADVANTAGES:

@@ -24,7 +24,6 @@ from lengthrl.control import LagrangeController, apply_controller, lagrange_conf
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
-from lengthrl.rollout.fast import make_engine
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
@@ -70,8 +69,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                  dist: Dist | None = None):
-        from lengthrl.models import load_policy
         from lengthrl.tasks import get_task
+        from lengthrl.train.policy import POLICIES
 
         self.dist = dist or SINGLE  # several processes: see lengthrl.train.distributed
         self.cfg, self.out, self.progress = cfg, Path(out_dir), progress and self.dist.is_main
@@ -84,15 +83,18 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model_dir = resolve_model_dir(cfg.model)
+        self.policy = POLICIES[cfg.policy]  # how to load, sample and score the model (AR or diffusion)
+        if cfg.policy != "ar" and self.dist.enabled:
+            raise ConfigError(f"config key 'policy': {cfg.policy!r} runs on one process; start without torchrun")
+        self.model_dir = self.policy.resolve(cfg)
         self.resume_from = ckpt.latest_valid(self.out) if resume else None
         if resume and self.resume_from is None:
             log.warning("no valid checkpoint in %s: starting from scratch", self.out)
         # on resume the weights come from the checkpoint, before the optimizer is built over them
-        self.model, self.tok = load_policy(self.resume_from / "model" if self.resume_from else self.model_dir)
+        self.model, self.tok = self.policy.load(self.resume_from / "model" if self.resume_from else self.model_dir)
         self.ref = None
         if cfg.beta > 0:
-            self.ref = load_policy(Path(cfg.ref_model))[0] if cfg.ref_model else copy.deepcopy(self.model)
+            self.ref = self.policy.load(Path(cfg.ref_model))[0] if cfg.ref_model else copy.deepcopy(self.model)
             self.ref.requires_grad_(False).eval()
         self.task = get_task(cfg.task, **cfg.task_args)
         self.sampler = PromptSampler(self.task.samples("train", cfg.train_prompts, seed=cfg.seed), cfg.seed)
@@ -103,7 +105,8 @@ class Trainer:
         self.reward = CompositeReward.from_config(cfg.reward)
         lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
         self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
-        self.engine = make_engine(cfg.rollout_engine, self.model, self.tok, seed=cfg.seed)
+        self.engine = self.policy.engine(self.model, self.tok, cfg)
+        self.logprob_fn = self.policy.logprob_fn(self.tok, cfg)
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches
@@ -217,11 +220,11 @@ class Trainer:
                 ub.loss_mask = torch.zeros_like(ub.loss_mask)
             micro = cfg.micro_batch_size or len(ub.advantages)
             if cfg.epochs > 1 or cfg.mini_batches > 1:
-                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature)
+                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)
             if self.ref is not None:
-                ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature)
+                ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn)
             um = ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
-                            groups=groups)
+                            groups=groups, logprob_fn=self.logprob_fn)
         else:  # dynamic sampling kept nothing, or every response was filtered out
             um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0]}
         m.update(um)

@@ -42,12 +42,14 @@ def loss_hparams(cfg) -> dict:
 
 
 @torch.no_grad()
-def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float) -> torch.Tensor:
-    """log-probs [B, T] of the batch's responses without gradient, `micro` rows at a time."""
+def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float, logprob_fn=None) -> torch.Tensor:
+    """log-probs [B, T] of the batch's responses without gradient, `micro` rows at a time (`logprob_fn`: the
+    policy's, see `lengthrl.train.policy`; default `compute_logprobs`)."""
+    logprob_fn = logprob_fn or compute_logprobs
     out = []
     for idx in torch.arange(b.response_ids.shape[0]).split(micro):
-        out.append(compute_logprobs(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
-                                    b.response_mask[idx], temperature=temperature))
+        out.append(logprob_fn(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
+                              b.response_mask[idx], temperature=temperature))
     return torch.cat(out)
 
 
@@ -62,15 +64,17 @@ def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator,
 
 
 def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Generator, dist=None,
-               groups: torch.Tensor | None = None) -> dict[str, float]:
+               groups: torch.Tensor | None = None, logprob_fn=None) -> dict[str, float]:
     """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`. Returns averaged metrics (floats).
 
     With several ranks (`dist`, see `lengthrl.train.distributed`), `batch` is this rank's rows and `groups` the
     global group ids to update on; normalisers, losses and metrics are reduced over ranks, and every rank runs
-    as many micro-batch passes as the busiest one (idle passes carry zero weight), as DDP and FSDP2 need."""
+    as many micro-batch passes as the busiest one (idle passes carry zero weight), as DDP and FSDP2 need.
+    `logprob_fn`: the policy's log-prob function (signature of `compute_logprobs`, the default)."""
     from lengthrl.train.distributed import SINGLE
 
     d = dist or SINGLE
+    logprob_fn = logprob_fn or compute_logprobs
     spec = LOSSES[cfg.loss]
     hp = loss_hparams(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,7 +102,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
                     m = batch.rows(torch.zeros(1, dtype=torch.long))
                     m.loss_mask = torch.zeros_like(m.loss_mask)
                 with d.sync(model, last=j == n_parts - 1):
-                    logp, ent = compute_logprobs(model, m.prompt_ids, m.prompt_mask, m.response_ids,
+                    logp, ent = logprob_fn(model, m.prompt_ids, m.prompt_mask, m.response_ids,
                                                  m.response_mask, temperature=cfg.temperature, return_entropy=True)
                     old = logp.detach() if m.old_logp is None else m.old_logp
                     out = policy_loss(cfg.loss, logp, old, m.advantages, m.loss_mask, num_tokens=num_tokens,

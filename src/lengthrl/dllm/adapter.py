@@ -1,0 +1,151 @@
+"""The ``diffusion`` policy of the trainer (`lengthrl.train.policy`): JustGRPO (arXiv 2601.15165) through
+`lengthrl train`.
+
+- `DiffusionEngine.generate(prompt_ids: list[list[int]], n, SamplingParams) -> RolloutBatch`: left-to-right
+  sampling on a canvas of ``params.max_new_tokens`` masks, one token per forward (block length 1), temperature
+  and top-p, rows stop at EOS (`generate_ar`);
+- `DiffusionLogprobs`: the trainer's log-prob function, exact AR-order log-probs (`ar_logprobs`) on the same
+  canvas (``max_new_tokens`` positions whatever the batch's longest response), with the entropy of each scored
+  position. At the sampling temperature it reproduces the rollout's log-probs, so with one update per batch
+  (epochs = mini_batches = 1) the importance ratio is exactly 1 and GRPO is REINFORCE with group z-scores.
+- ``model = "organism"``: the task's diffusion organism (`lengthrl.dllm.organism`), cached by task, task
+  arguments and ``max_new_tokens``; otherwise a local masked-LM directory (`load_diffusion_model`: our organism,
+  a checkpoint of a run, or e.g. LLaDA with ``lengthrl_dllm.json`` giving ``mask_token_id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lengthrl.dllm.logprobs import ar_logprobs
+from lengthrl.dllm.model import load_diffusion_model
+from lengthrl.dllm.organism import OrganismRecipe, cached_organism_dir, task_organism
+from lengthrl.dllm.rollout import generate_ar
+from lengthrl.errors import ConfigError, DataError
+from lengthrl.rollout import RolloutBatch, SamplingParams, left_pad
+
+
+def resolve(cfg) -> Path:
+    """The model directory of `cfg`: the task's cached diffusion organism for ``model = "organism"``."""
+    if cfg.model != "organism":
+        return Path(cfg.model)
+    from lengthrl.tasks import get_task
+
+    recipe = OrganismRecipe(seed=cfg.seed)
+    out = cached_organism_dir(cfg.task, cfg.task_args, cfg.max_new_tokens, recipe)
+    from lengthrl.models.loading import quiet_progress
+
+    try:
+        with quiet_progress():
+            task_organism(out, get_task(cfg.task, **cfg.task_args), cfg.max_new_tokens, recipe, log=print)
+    except DataError as e:
+        raise ConfigError(f"config key 'max_new_tokens': the diffusion organism's canvas is max_new_tokens = "
+                          f"{cfg.max_new_tokens} positions, too short for the task's solutions ({e})") from None
+    return out
+
+
+def load(path):
+    """(model, tokenizer) of a diffusion LM directory; the tokenizer gets the mask id as its mask token (from
+    ``lengthrl_dllm.json`` when the tokenizer has none) and EOS as pad when it has no pad token."""
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"config key 'model': {str(p)!r} is not a model directory (no config.json); give a "
+                          "diffusion LM directory or 'organism'")
+    from lengthrl.models.loading import quiet_progress
+
+    with quiet_progress():
+        lm = load_diffusion_model(p)
+    tok = lm.tokenizer
+    if tok.mask_token_id is None:
+        tok.mask_token = tok.convert_ids_to_tokens(lm.mask_token_id)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if tok.eos_token_id is None:
+        raise ConfigError(f"config key 'model': the tokenizer of {str(p)!r} has no EOS token; the diffusion "
+                          "policy stops responses at EOS, add one")
+    return lm.model, tok
+
+
+class DiffusionEngine:
+    """`RolloutEngine` over a masked diffusion LM: AR-order sampling (module docstring).
+
+    `logp` of the batch is log softmax(logits / temperature) of the drawn token (top-p not renormalised; greedy:
+    temperature 1), what `DiffusionLogprobs` recomputes. top_k is not supported (ConfigError)."""
+
+    def __init__(self, model, tokenizer, seed: int = 0):
+        self.model, self.tok = model, tokenizer
+        self.mask_token_id, self.eos_token_id = tokenizer.mask_token_id, tokenizer.eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        """The generator state (for checkpoints)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the generator state saved by `state_dict`."""
+        self.generator.set_state(state["generator"])
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], n: int, params: SamplingParams) -> RolloutBatch:
+        """n samples per prompt (rows of a prompt contiguous), responses trimmed to the longest."""
+        if not isinstance(params, SamplingParams):
+            raise ConfigError("generate: params must be a SamplingParams")
+        if params.top_k:
+            raise ConfigError(f"generate: the diffusion policy takes no top_k (got {params.top_k}); set top_k = 0")
+        if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
+            raise ConfigError("generate: give at least one prompt, each with at least one token")
+        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else self.generator
+        pids, pmask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            b = generate_ar(self.model, pids, pmask, mask_token_id=self.mask_token_id, eos_token_id=self.eos_token_id,
+                            pad_token_id=self.pad_token_id, gen_length=params.max_new_tokens, n=n,
+                            temperature=0.0 if params.greedy else params.temperature, top_p=params.top_p,
+                            generator=gen)
+        finally:
+            self.model.train(was_training)
+        T = int(b.lengths.max())  # [B, T] after trimming the canvas to the longest response
+        return RolloutBatch(prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, response_ids=b.response_ids[:, :T],
+                            response_mask=b.response_mask[:, :T], logp=b.logp[:, :T], lengths=b.lengths,
+                            truncated=b.truncated, group_index=b.group_index)
+
+
+@dataclass
+class DiffusionLogprobs:
+    """The trainer's log-prob function for a diffusion LM (signature of `lengthrl.rollout.compute_logprobs`):
+    exact AR-order log-probs [B, T] on a `gen_length` canvas, and the entropy [B, T] when asked."""
+
+    mask_token_id: int
+    pad_token_id: int
+    gen_length: int
+    chunk_size: int | None = None
+
+    def __call__(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
+                 response_mask: torch.Tensor, temperature: float = 1.0, return_entropy: bool = False):
+        B, T = response_ids.shape
+        if T > self.gen_length:
+            raise ConfigError(f"response_ids has {T} positions, more than the canvas max_new_tokens = "
+                              f"{self.gen_length}")
+        pad = self.gen_length - T  # score on the full canvas, as generated
+        rids = torch.nn.functional.pad(response_ids, (0, pad), value=self.pad_token_id)  # [B, gen_length]
+        rmask = torch.nn.functional.pad(response_mask, (0, pad), value=0)
+        out = ar_logprobs(model, prompt_ids, rids, self.mask_token_id, self.chunk_size, prompt_mask=prompt_mask,
+                          response_mask=rmask, temperature=temperature, return_entropy=return_entropy)
+        if return_entropy:
+            return out[0][:, :T], out[1][:, :T]
+        return out[:, :T]
+
+
+def engine(model, tokenizer, cfg) -> DiffusionEngine:
+    """The trainer's rollout engine for `cfg`."""
+    return DiffusionEngine(model, tokenizer, seed=cfg.seed)
+
+
+def logprob_fn(tokenizer, cfg) -> DiffusionLogprobs:
+    """The trainer's log-prob function for `cfg` (canvas: cfg.max_new_tokens)."""
+    return DiffusionLogprobs(tokenizer.mask_token_id, tokenizer.pad_token_id, cfg.max_new_tokens)

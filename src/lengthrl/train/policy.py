@@ -1,0 +1,78 @@
+"""Policy adapters: how the trainer loads a policy, samples from it and scores its responses.
+
+The trainer sees a policy only through a `PolicyAdapter` picked by the config key `policy`:
+
+- ``resolve(cfg) -> Path``: the model directory (``model = "organism"`` builds or reuses the built-in one);
+- ``load(path) -> (model, tokenizer)``: the trainable module and its tokenizer (also checkpoints and the reference);
+- ``engine(model, tokenizer, cfg) -> RolloutEngine``: ``generate(prompt_ids: list[list[int]], n, SamplingParams)
+  -> RolloutBatch``, with ``state_dict()`` / ``load_state_dict()`` and ``pad_token_id``;
+- ``logprob_fn(tokenizer, cfg)``: a function with the signature of `lengthrl.rollout.compute_logprobs`
+  ``(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature=, return_entropy=)``.
+
+``ar`` is a causal LM (the engine of `rollout_engine`: the lean decoder or `HFEngine`); ``diffusion`` is a masked diffusion LM read as an
+AR policy (JustGRPO, arXiv 2601.15165; `lengthrl.dllm.adapter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lengthrl.registry import Registry
+
+
+@dataclass(frozen=True)
+class PolicyAdapter:
+    """The four functions above, and a one-line description for the config docs."""
+
+    help: str
+    resolve: Callable  # (cfg) -> Path
+    load: Callable  # (path) -> (model, tokenizer)
+    engine: Callable  # (model, tokenizer, cfg) -> RolloutEngine
+    logprob_fn: Callable  # (tokenizer, cfg) -> compute_logprobs-like function
+
+
+POLICIES: Registry[PolicyAdapter] = Registry("policy")
+
+
+def _ar_resolve(cfg) -> Path:
+    from lengthrl.train.loop import resolve_model_dir
+
+    return resolve_model_dir(cfg.model)
+
+
+def _ar_load(path):
+    from lengthrl.models import load_policy
+
+    return load_policy(path)
+
+
+def _ar_engine(model, tok, cfg):
+    from lengthrl.rollout.fast import make_engine
+
+    return make_engine(cfg.rollout_engine, model, tok, seed=cfg.seed)
+
+
+def _ar_logprob_fn(tok, cfg):
+    from lengthrl.rollout import compute_logprobs
+
+    return compute_logprobs
+
+
+def _lazy(name: str) -> Callable:
+    """`lengthrl.dllm.adapter.<name>`, imported on first call (torch-heavy modules stay unloaded for AR runs)."""
+
+    def call(*args, **kw):
+        from lengthrl.dllm import adapter
+
+        return getattr(adapter, name)(*args, **kw)
+
+    return call
+
+
+POLICIES.register("ar", PolicyAdapter("a causal LM (transformers AutoModelForCausalLM), KV-cached sampling",
+                                      _ar_resolve, _ar_load, _ar_engine, _ar_logprob_fn))
+POLICIES.register("diffusion", PolicyAdapter(
+    "a masked diffusion LM read as an AR policy (JustGRPO): left-to-right rollouts, exact AR-order log-probs",
+    _lazy("resolve"), _lazy("load"), _lazy("engine"), _lazy("logprob_fn")))

@@ -81,10 +81,11 @@ def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path):
     kw = dict(steps=4, checkpoint_every=2, keep_checkpoints=3)
     full = train(cfg_for(micro_dir, **kw), tmp_path / "full", progress=False, evaluate=False)
     part = Trainer(cfg_for(micro_dir, **kw), tmp_path / "part", progress=False)
-    for _ in range(2):  # two steps, a checkpoint at step 2, then "killed" at step 3 before its checkpoint
-        part.step += 0
+    det = part._collapse_detector()
+    for _ in range(2):  # two steps as run() takes them, a checkpoint at step 2, then "killed" in step 3
         m = part.train_step()
         part.step += 1
+        part._watch_collapse(det, m)
         part.metrics.write(m)
     part.save()
     part.metrics.write(part.train_step() | {"step": 3})  # the lost step: written, never checkpointed

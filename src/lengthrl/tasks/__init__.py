@@ -22,6 +22,9 @@ if importlib.util.find_spec("lengthrl.tasks.procedural") is not None:
         if _name not in TASKS:
             TASKS.register(_name, _cls)
 
+# the diffusion organism's addition task (a light module: it imports only the task interface)
+importlib.import_module("lengthrl.dllm.toytask")
+
 __all__ = [
     "TASKS",
     "TASK_KINDS",

@@ -205,7 +205,7 @@ def run_budget_demo_cmd(args) -> int:
 @run_budget_demo_cmd.args
 def _(p):
     p.add_argument("--out", default="runs/demo-budget")
-    p.add_argument("--budget", type=int, default=40, help="the length budget B in tokens (default 40)")
+    p.add_argument("--budget", type=int, default=24, help="the length budget B in tokens (default 24: the organism samples ~32-37 tokens on count_letters)")
     p.add_argument("--model", default=None, help="a local model directory instead of the organism")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: each recipe's)")
     p.add_argument("--eval-prompts", type=int, default=100, help="held-out prompts per evaluation")

@@ -24,11 +24,15 @@ def test_demo_writes_report_summary_and_audit(tmp_path):
 
 
 def test_verdicts_follow_the_numbers():
-    base = {"acc": 0.5, "len/mean": 100.0}
-    v = verdicts({"sft": base, "gspo": {"acc": 0.5, "len/mean": 50.0}, "luspo": {"acc": 0.6, "len/mean": 80.0},
-                  "dler": {"acc": 0.49, "len/mean": 40.0}})
+    def m(acc, length):
+        return {"acc": acc, "len/mean": length, "len/median": length, "len/p90": length + 12.8, "n_records": 400}
+
+    base = m(0.5, 100.0)
+    v = verdicts({"sft": base, "gspo": m(0.5, 50.0), "luspo": m(0.6, 80.0), "dler": m(0.49, 40.0)})
     assert "reproduces that direction" in v[0] and "ratio 1.60" in v[0]
     assert "60% shorter" in v[1] and "reproduces the direction" in v[1]
-    v = verdicts({"sft": base, "gspo": {"acc": 0.5, "len/mean": 90.0}, "luspo": {"acc": 0.6, "len/mean": 80.0},
-                  "dler": {"acc": 0.2, "len/mean": 40.0}})
-    assert "does NOT reproduce" in v[0] and "does NOT reproduce" in v[1]
+    v = verdicts({"sft": base, "gspo": m(0.5, 90.0), "luspo": m(0.6, 80.0), "dler": m(0.2, 40.0)})
+    assert "does NOT reproduce (GSPO is longer)" in v[0] and "does NOT reproduce" in v[1]
+    # a difference inside the noise (2 s.e. = 2 * sqrt(2) * 10/20 = 1.4 tokens) is called no clear difference
+    v = verdicts({"gspo": m(0.5, 28.3), "luspo": m(0.5, 28.6)})
+    assert "no clear difference" in v[0]

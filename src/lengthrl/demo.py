@@ -20,25 +20,45 @@ def _eval_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "eval.json").read_text())["metrics"]
 
 
+def _len_se(m: dict) -> float:
+    """A rough standard error of the mean length: (p90 - median) / 1.28 as a spread estimate over sqrt(n)."""
+    spread = max((m.get("len/p90") or 0) - (m.get("len/median") or 0), 1.0) / 1.28
+    return spread / max(m.get("n_records", 1), 1) ** 0.5
+
+
+def _acc_se(m: dict) -> float:
+    p, n = m["acc"], max(m.get("n_records", 1), 1)
+    return (p * (1 - p) / n) ** 0.5
+
+
 def verdicts(results: dict[str, dict]) -> list[str]:
-    """Plain-language comparison with the papers' direction, from the measured numbers."""
+    """Plain-language comparison with the papers' direction, from the measured numbers and their noise."""
     out = []
     g, lu, base = results.get("gspo"), results.get("luspo"), results.get("sft")
     if g and lu:
         lg, ll = g["len/mean"], lu["len/mean"]
-        same = "reproduces" if ll > lg else "does NOT reproduce"
+        se = (_len_se(g) ** 2 + _len_se(lu) ** 2) ** 0.5
+        if ll - lg > 2 * se:
+            same = "reproduces"
+        elif lg - ll > 2 * se:
+            same = "does NOT reproduce (GSPO is longer)"
+        else:
+            same = "shows no clear difference in"
         out.append(f"GSPO vs LUSPO: held-out mean length {lg:.1f} (GSPO) vs {ll:.1f} (LUSPO), ratio "
-                   f"{ll / max(lg, 1e-9):.2f}; the paper reports LUSPO longer (x1.51-1.63): the organism {same} "
-                   f"that direction. Accuracy {g['acc']:.3f} (GSPO) vs {lu['acc']:.3f} (LUSPO).")
+                   f"{ll / max(lg, 1e-9):.2f} (difference {ll - lg:+.1f} +- {2 * se:.1f} at 2 s.e.); the paper "
+                   f"reports LUSPO longer (x1.51-1.63): the organism {same} that direction. Accuracy "
+                   f"{g['acc']:.3f} +- {2 * _acc_se(g):.3f} (GSPO) vs {lu['acc']:.3f} +- {2 * _acc_se(lu):.3f} "
+                   "(LUSPO).")
     d = results.get("dler")
     if d and base:
         cut = 1 - d["len/mean"] / max(base["len/mean"], 1e-9)
         dacc = d["acc"] - base["acc"]
         ok = "reproduces" if cut > 0.1 and dacc > -0.05 else "does NOT reproduce"
         out.append(f"DLER vs the SFT model: mean length {base['len/mean']:.1f} -> {d['len/mean']:.1f} "
-                   f"({100 * cut:+.0f}% shorter), accuracy {base['acc']:.3f} -> {d['acc']:.3f} ({dacc:+.3f}); the "
-                   f"paper reports ~70% shorter at the same accuracy: the organism {ok} the direction "
-                   "(criterion: >10% shorter, accuracy down by less than 0.05).")
+                   f"({100 * cut:+.0f}% shorter), accuracy {base['acc']:.3f} -> {d['acc']:.3f} ({dacc:+.3f}, "
+                   f"2 s.e. {2 * (_acc_se(d) ** 2 + _acc_se(base) ** 2) ** 0.5:.3f}); the paper reports ~70% "
+                   f"shorter at the same accuracy: the organism {ok} the direction (criterion: >10% shorter, "
+                   "accuracy down by less than 0.05).")
     return out
 
 
@@ -86,7 +106,10 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
     (out / "sft" / "audit.png").write_bytes((out / "audit.png").read_bytes())
     html, md = build_report([load_run(out / n) for n in ("sft", *runs)], out, title="lengthrl demo")
     notes = verdicts(results)
-    table = Table(title="held-out evaluation (greedy) after training, from the same SFT model and seed")
+    ev = build_config(CONFIGS / f"{runs[0]}.toml", overrides)
+    how = "greedy" if ev.eval_temperature == 0 else f"temperature {ev.eval_temperature:g}, {ev.eval_samples} samples"
+    table = Table(title=f"held-out evaluation ({ev.eval_prompts} prompts, {how}) after training, from the same "
+                        "SFT model and seed")
     for col in ("run", "acc", "len mean", "len correct", "len wrong", "acc / 1k tokens", "train time"):
         table.add_column(col, justify="right")
     for name, m in results.items():

@@ -11,9 +11,13 @@ def test_demo_writes_report_summary_and_audit(tmp_path):
                                num_kv_heads=1, intermediate_size=64, max_position_embeddings=128)
     extra = ["prompts_per_step=2", "group_size=4", "max_new_tokens=12", "train_prompts=16", "checkpoint_every=0",
              "log_every=0"]
-    s = run_demo(tmp_path / "demo", steps=2, eval_prompts=4, seed=0, model=str(d), extra=extra, progress=False)
+    s = run_demo(tmp_path / "demo", steps=2, eval_prompts=4, seed=(0, 1), model=str(d), extra=extra,
+                 progress=False)
     out = tmp_path / "demo"
-    assert set(s["results"]) == {"sft", "gspo", "luspo", "dler"}
+    assert set(s["results"]) == {"sft", "gspo", "luspo", "dler"} and s["seeds"] == [0, 1]
+    assert (out / "luspo-seed1" / "eval.json").exists()
+    for name in ("gspo", "luspo", "dler"):  # held-out records pooled: 2 seeds x 4 prompts x 4 samples
+        assert s["results"][name]["n_records"] == 2 * 4 * 4
     for name in ("sft", "gspo", "luspo", "dler"):
         assert json.loads((out / name / "eval.json").read_text())["metrics"]["n_prompts"] == 4
     assert (out / "report.html").read_text().count("data:image/png;base64") >= 3

@@ -1,5 +1,5 @@
-"""`lengthrl demo`, the main job: from one SFT checkpoint of the model organism and one seed, train with GSPO,
-LUSPO and a length-penalty recipe (DLER), evaluate each on held-out prompts next to the SFT model, and write a
+"""`lengthrl demo`, the main job: from one SFT checkpoint of the model organism, train with GSPO,
+LUSPO and a length-penalty recipe (DLER) for each of a few seeds, evaluate each on held-out prompts next to the SFT model, and write a
 report (HTML + markdown) with the length-bias audit, plus a summary that says whether the organism reproduces
 the papers' direction, with the numbers."""
 
@@ -62,8 +62,19 @@ def verdicts(results: dict[str, dict]) -> list[str]:
     return out
 
 
-def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: str | None = None,
+def pooled_metrics(run_dirs: list[Path]) -> dict:
+    """Eval metrics of several runs (seeds) pooled over all their records."""
+    from lengthrl.eval.metrics import summarize
+    from lengthrl.eval.records import load_eval
+
+    records = [r for d in run_dirs for r in load_eval(d / "eval.json").records]
+    return summarize(records)
+
+
+def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[int, ...], model: str | None = None,
              runs: tuple[str, ...] = DEMO_RUNS, extra: list[str] | None = None, progress: bool = True) -> dict:
+    """`seed` may be several seeds: each recipe is trained once per seed (the SFT model is the same), the
+    held-out records are pooled for the verdicts, and the report shows the first seed's runs."""
     from rich.console import Console
     from rich.table import Table
 
@@ -86,7 +97,9 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
     console.print(f"length-bias audit: {sum(r.ok for r in rows)}/{len(rows)} rows match the analytical weights "
                   f"-> {out / 'audit.png'}")
 
-    overrides = [f"model={json.dumps(model_dir)}", f"eval_prompts={eval_prompts}", f"seed={seed}", *(extra or [])]
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    overrides = [f"model={json.dumps(model_dir)}", f"eval_prompts={eval_prompts}", f"seed={seeds[0]}",
+                 *(extra or [])]
     if steps is not None:
         overrides.append(f"steps={steps}")
     # the SFT model, evaluated on the same held-out prompts (a trainer with no steps taken)
@@ -97,10 +110,14 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
     timings = {}
     for name in runs:
         t = time.perf_counter()
-        console.rule(f"{name}  ({CONFIGS / f'{name}.toml'})")
-        cfg = build_config(CONFIGS / f"{name}.toml", overrides)
-        train(cfg, out / name, progress=progress)
-        results[name] = _eval_metrics(out / name)
+        dirs = []
+        for k, sd in enumerate(seeds):
+            d = out / (name if k == 0 else f"{name}-seed{sd}")
+            console.rule(f"{name}  seed {sd}  ({CONFIGS / f'{name}.toml'})")
+            cfg = build_config(CONFIGS / f"{name}.toml", [*overrides, f"seed={sd}"])
+            train(cfg, d, progress=progress)
+            dirs.append(d)
+        results[name] = pooled_metrics(dirs) if len(dirs) > 1 else _eval_metrics(dirs[0])
         timings[name] = time.perf_counter() - t
     (out / "sft" / "audit.json").write_text((out / "audit.json").read_text())
     (out / "sft" / "audit.png").write_bytes((out / "audit.png").read_bytes())
@@ -108,8 +125,8 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
     notes = verdicts(results)
     ev = build_config(CONFIGS / f"{runs[0]}.toml", overrides)
     how = "greedy" if ev.eval_temperature == 0 else f"temperature {ev.eval_temperature:g}, {ev.eval_samples} samples"
-    table = Table(title=f"held-out evaluation ({ev.eval_prompts} prompts, {how}) after training, from the same "
-                        "SFT model and seed")
+    table = Table(title=f"held-out evaluation ({ev.eval_prompts} prompts, {how}; runs pooled over seeds "
+                        f"{', '.join(map(str, seeds))}) after training from the same SFT model")
     for col in ("run", "acc", "len mean", "len correct", "len wrong", "acc / 1k tokens", "train time"):
         table.add_column(col, justify="right")
     for name, m in results.items():
@@ -121,10 +138,12 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
         console.print("- " + n)
     wall = time.perf_counter() - t0
     summary = {"results": results, "verdicts": notes, "timings_s": timings, "wall_time_s": wall,
-               "overrides": overrides}
+               "overrides": overrides, "seeds": list(seeds)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     with open(md, "a") as f:
-        f.write("\n## Does the organism reproduce the papers' direction?\n\n" + "".join(f"- {n}\n" for n in notes))
+        f.write("\n## Does the organism reproduce the papers' direction?\n\n")
+        f.write(f"Held-out records pooled over seeds {', '.join(map(str, seeds))} (the runs above are seed "
+                f"{seeds[0]}'s).\n\n" + "".join(f"- {n}\n" for n in notes))
         f.write(f"\nWall time of the whole demo: {wall:.0f} s.\n")
     console.print(f"report: {html} and {md}; wall time {wall:.0f}s")
     return summary
@@ -133,7 +152,8 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int, model: 
 @command("demo", "the main job: organism -> GSPO, LUSPO, DLER from one SFT checkpoint -> eval, report, audit",
          examples=["lengthrl demo --out runs/demo", "lengthrl demo --out runs/quick --steps 5 --eval-prompts 50"])
 def run_demo_cmd(args) -> int:
-    run_demo(Path(args.out), args.steps, args.eval_prompts, args.seed, args.model,
+    seeds = tuple(int(x) for x in str(args.seeds).split(",") if x.strip())
+    run_demo(Path(args.out), args.steps, args.eval_prompts, seeds, args.model,
              tuple(args.runs.split(",")), args.set, progress=not args.quiet)
     return 0
 
@@ -143,7 +163,7 @@ def _(p):
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: each recipe's)")
     p.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts per evaluation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds; each recipe is trained once per seed")
     p.add_argument("--model", default=None, help="a local model directory instead of the organism")
     p.add_argument("--runs", default=",".join(DEMO_RUNS), help="recipes from configs/ to train")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")

@@ -4,8 +4,8 @@ From one model and seed, train the controller (configs/lagrangian.toml) and the 
 L1-exact and Kimi, each aimed at the same budget B where the recipe has a length knob (DLER's cap max_len = B,
 L1's target = B; Kimi's group-relative reward has none and runs as published). Report, per run: the final
 training length (mean of `len/mean` over the last 5 steps) against B, the first step at which the 3-step
-moving average of `len/mean` is at or under B (how fast), the accuracy (training, last 5 steps, and greedy
-held-out), and budget-forcing curves of every final model next to the starting one. Writes
+moving average of `len/mean` is at or under B (how fast), the accuracy (training, last 5 steps, and
+held-out, sampled as the recipe's eval settings say), and budget-forcing curves of every final model next to the starting one. Writes
 OUT/budget_report.md, OUT/budget_summary.json, OUT/budget_training.png and OUT/budget_curves.{json,png}.
 """
 
@@ -45,6 +45,13 @@ def aimed_config(name: str, budget: int, overrides: list[str]):
     if terms:
         extra["reward"] = terms
     return build_config(path, overrides, extra), (", ".join(notes) or "no length knob: run as published")
+
+
+def _how(cfg) -> str:
+    """How the held-out evaluation samples, in words."""
+    if cfg.eval_temperature == 0:
+        return "greedy"
+    return f"temperature {cfg.eval_temperature:g}, {cfg.eval_samples} samples per prompt"
 
 
 def summarize_run(rows: list[dict], budget: float, window: int = 5, smooth: int = 3) -> dict:
@@ -171,7 +178,8 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
         curve_rows.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in s["forced_acc"].values())
                           + f" | {s['knee']} |")
     md = (f"# Length budget B = {budget}: Lagrangian controller vs hand-tuned penalties\n\n"
-          f"Model {model_dir}, seed {seed}, overrides {overrides}. Held-out: {eval_prompts} prompts, greedy.\n\n"
+          f"Model {model_dir}, seed {seed}, overrides {overrides}. Held-out: {eval_prompts} prompts, "
+          f"{_how(base_cfg)}.\n\n"
           + table + "\n![training](budget_training.png)\n\n## Accuracy under budget forcing (greedy)\n\n"
           + "\n".join(curve_rows) + "\n\n![curves](budget_curves.png)\n\n"
           f"Wall time {wall:.0f} s.\n")

@@ -171,3 +171,19 @@ def test_ppo_epochs_use_the_diffusion_logprobs(micro_dir, tmp_path):
     rows = train(cfg_for(micro_dir, steps=2, epochs=2, lr=1e-2), tmp_path, progress=False, evaluate=False).metrics.rows()
     moved = [r for r in rows if r["optimizer_steps"] == 2]
     assert moved and all(r["ratio_max"] > 1.0 or r["ratio_min"] < 1.0 for r in moved)
+
+
+def test_lengthrl_eval_on_a_diffusion_model_directory(micro_dir, tmp_path):
+    """`lengthrl eval --model DIR` recognises a diffusion LM directory and decodes it in AR order."""
+    import json
+
+    from lengthrl.cli import main
+
+    out = tmp_path / "eval.json"
+    rc = main(["eval", "--model", str(micro_dir), "--task", "dllm_addition", "--task-arg", "max_operand=2",
+               "--samples", "4", "--k", "1,4", "--max-new-tokens", "3", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["metrics"]["n_records"] == len(res["records"]) > 0
+    assert 0.0 <= res["metrics"]["pass@1"] <= res["metrics"]["pass@4"] <= 1.0
+    assert all(1 <= r["length"] <= 3 for r in res["records"])

@@ -42,10 +42,16 @@ def _field(batch: Any, name: str) -> np.ndarray:
 
 def load_policy_from_dir(model_dir: str | Path, seed: int = 0) -> tuple[Any, Any]:
     """(policy, tokenizer) for a model directory: `lengthrl.models.load_policy(dir)` gives (model, tokenizer),
-    wrapped in the AR rollout engine `lengthrl.rollout.HFEngine` (imports are lazy)."""
+    wrapped in the AR rollout engine `lengthrl.rollout.HFEngine`; a diffusion LM directory (one with
+    lengthrl_dllm.json) is wrapped in `lengthrl.dllm.adapter.DiffusionEngine` (AR-order sampling). Lazy imports."""
     path = Path(model_dir)
     if not path.exists():
         raise ConfigError(f"--model {path}: directory not found; give a run's model directory (e.g. RUN/final)")
+    if (path / "lengthrl_dllm.json").is_file():  # a masked diffusion LM: AR-order decoding (lengthrl.dllm)
+        from lengthrl.dllm.adapter import DiffusionEngine, load  # noqa: PLC0415
+
+        model, tok = load(path)
+        return DiffusionEngine(model, tok, seed=seed), tok
     try:
         from lengthrl.models import load_policy  # noqa: PLC0415  (heavy; only for a path)
         from lengthrl.rollout import HFEngine  # noqa: PLC0415

@@ -20,7 +20,8 @@ def micro_dir(tmp_path_factory):
 def trainer(micro_dir, out, **kw):
     base = dict(model=micro_dir, task="arith_chain", train_prompts=16, eval_prompts=0, prompts_per_step=2,
                 group_size=4, max_new_tokens=8, steps=4, checkpoint_every=0, sample_every=0, log_every=0,
-                lr=1e-2, max_bad_steps=2, advantage="dr_grpo")
+                lr=1e-2, max_bad_steps=2, advantage="dr_grpo",
+                rollout_engine="hf")  # faults are injected by forward hooks on the transformers modules
     return Trainer(build_config(extra=base | kw), out, progress=False)
 
 

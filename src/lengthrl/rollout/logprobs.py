@@ -59,15 +59,15 @@ def compute_logprobs(
     temperature: float = 1.0,
     return_entropy: bool = False,
     chunk_rows: int = 8,
-    shared_prefix: bool = True,
+    shared_prefix: bool = False,
 ):
     """Per-token log-probs of the responses given the prompts, in one forward over [prompt, response].
 
     prompt_ids / prompt_mask: [B, P] left-padded; response_ids / response_mask: [B, T] right-padded (the
     layout of `RolloutBatch`). Only the T positions that predict response tokens get logits (the model's
     `logits_to_keep`), and the log-softmax is taken selectively. Logits are divided by `temperature` (as the
-    sampler did); top-k / top-p are not applied. With `shared_prefix` (default) and a Llama/Qwen2 model, the
-    forward is `LeanDecoder.score_logits`: each distinct prompt (a group's G rows share one) is encoded once. Returns logp [B, T] float32 (0 where response_mask is 0),
+    sampler did); top-k / top-p are not applied. With `shared_prefix=True` (the trainer's choice on one process) and a Llama/Qwen2 model,
+    the forward is `LeanDecoder.score_logits`: each distinct prompt (a group's G rows share one) is encoded once. Returns logp [B, T] float32 (0 where response_mask is 0),
     differentiable w.r.t. the model; with `return_entropy=True`, (logp, entropy [B, T], 0 on padding).
     """
     _check("prompt_ids", prompt_ids)
@@ -103,6 +103,8 @@ def _lean_ok(model) -> bool:
     """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
     from lengthrl.rollout.fast import fast_unsupported_reason
 
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return False  # a DDP / FSDP-wrapped model must run its own forward (gradient sync, sharded weights)
     if fast_unsupported_reason(model) is not None:
         return False
     return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)

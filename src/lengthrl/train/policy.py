@@ -55,9 +55,12 @@ def _ar_engine(model, tok, cfg):
 
 
 def _ar_logprob_fn(tok, cfg):
+    from functools import partial
+
     from lengthrl.rollout import compute_logprobs
 
-    return compute_logprobs
+    # each group's prompt encoded once (Llama/Qwen2 on one process; compute_logprobs falls back otherwise)
+    return partial(compute_logprobs, shared_prefix=cfg.rollout_engine != "hf")
 
 
 def _lazy(name: str) -> Callable:

@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling] [--threads N]`: run the benchmarks,
+"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling,dllm] [--threads N]`: run the benchmarks,
 print ratios against the baselines measured in the same run, write benchmarks/results/*.json."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import time
 import torch
 
 BENCHES = {"logprobs": "benchmarks.bench_logprobs", "rl_step": "benchmarks.bench_step",
-           "rollout": "benchmarks.bench_rollout", "scaling": "benchmarks.bench_scaling"}
+           "rollout": "benchmarks.bench_rollout", "scaling": "benchmarks.bench_scaling",
+           "dllm": "benchmarks.bench_dllm"}
 
 
 def main(argv=None) -> None:

@@ -78,3 +78,13 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+def run(quick: bool = False) -> dict:
+    """Entry point of `python -m benchmarks --only dllm`: the ratio at the default shape (quick: fewer reps and a
+    shorter response), written to benchmarks/results/dllm.json."""
+    from benchmarks.common import write
+
+    report = main(["--reps", "2", "--length", "32"] if quick else [])
+    write("dllm", report)
+    return report

@@ -27,17 +27,10 @@ def parse_ks(text: str) -> list[int]:
 
 
 def parse_task_args(items: list[str] | None) -> dict[str, Any]:
-    """['digits=3', 'name=x'] -> {'digits': 3, 'name': 'x'} (values read as JSON when they parse, else text)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--task-arg {item!r}: write KEY=VALUE, e.g. --task-arg digits=3")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
+    """['digits=3', 'name=x'] -> {'digits': 3, 'name': 'x'} (the task CLI's parser, errors naming --task-arg)."""
+    from lengthrl.tasks.cli import parse_task_args as parse  # noqa: PLC0415
+
+    return parse(items, flag="--task-arg")
 
 
 def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] | None = None) -> Task:

@@ -14,13 +14,14 @@ def _first_line(obj) -> str:
     return doc.splitlines()[0] if doc else "-"
 
 
-def parse_task_args(items: list[str]) -> dict:
-    """`key=value` strings -> kwargs; values are read as JSON when they parse (`3`, `[512, 1024]`, `true`)."""
+def parse_task_args(items: list[str] | None, flag: str = "--arg") -> dict:
+    """`key=value` strings -> task kwargs; values are read as JSON when they parse (`3`, `[512, 1024]`, `true`),
+    else kept as text. A malformed item raises a ConfigError naming `flag`."""
     out = {}
-    for item in items:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--arg expects key=value, got {item!r}")
+            raise ConfigError(f"{flag} expects key=value, got {item!r}; write KEY=VALUE, e.g. {flag} digits=3")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -200,3 +200,15 @@ def test_collapse_warning_on_a_planted_stream():
                                               "entropy": 1.0}) for i in range(8)]
     assert any(w is not None and w.kind == "length" for w in warnings)
     assert Trainer._watch_collapse(det, {"step": 9, "len/mean": float("nan"), "acc": 0.3}) is None
+
+
+def test_tensorboard_scalars_when_installed(micro_dir, tmp_path):
+    """tensorboard is a dev dependency: the trainer writes every numeric metric as a scalar."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(cfg_for(micro_dir, steps=2), tmp_path, progress=False, evaluate=False)
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"acc", "len/mean", "reward/mean"} <= set(tags)
+    assert [e.step for e in acc.Scalars("len/mean")] == [1, 2]

@@ -279,6 +279,7 @@ class Trainer:
         cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
         collapse = self._collapse_detector()
+        tb = self._tensorboard() if self.dist.is_main else None
         with Progress(*cols, disable=not self.progress, transient=False) as bar:
             job = bar.add_task(f"train {cfg.loss}", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
@@ -291,6 +292,11 @@ class Trainer:
                     bar.console.print(f"[yellow]warning: {warning.message}")
                 if self.dist.is_main:
                     self.metrics.write(m)
+                if tb is not None:  # every numeric metric as a scalar, under the same names as metrics.jsonl
+                    for k, v in m.items():
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                            tb.add_scalar(k, v, self.step)
+                    tb.flush()
                 pause_point(self.out, "metrics", self.step)
                 info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
                         f"ent {m.get('entropy', float('nan')):.2f}")
@@ -314,6 +320,14 @@ class Trainer:
             self.tok.save_pretrained(self.out / "final")
         self.dist.barrier()
         return self.metrics.rows()
+
+    def _tensorboard(self):
+        """A TensorBoard writer on OUT/tensorboard when the tensorboard package is installed, else None."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None)
 
     def _collapse_detector(self):
         """The live length-collapse detector (lengthrl.analysis.collapse), fed with the steps already logged when

@@ -15,14 +15,14 @@ signals as log metrics: collapse/len_drop, collapse/acc_gain, collapse/entropy_r
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from lengthrl.errors import ConfigError, DataError
+from lengthrl.analysis.values import as_number
+from lengthrl.errors import ConfigError
 
 
 @dataclass
@@ -38,16 +38,7 @@ class CollapseWarning:
 
 
 def _value(step_metrics: Mapping, key: str, step: int) -> float | None:
-    v = step_metrics.get(key)
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise DataError(f"step {step}: metric {key!r} must be a number, got {v!r}") from None
-    if math.isnan(v):
-        raise DataError(f"step {step}: metric {key!r} is NaN; the trainer logged an invalid value")
-    return v
+    return as_number(step_metrics.get(key), f"step {step}: metric {key!r}", "; the trainer logged an invalid value")
 
 
 class CollapseDetector:

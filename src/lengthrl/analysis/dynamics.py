@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lengthrl.analysis.values import as_number
 from lengthrl.errors import ConfigError, DataError
 
 TokenWeight = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (lengths [M], advantages [M]) -> weights [M]
@@ -28,17 +29,9 @@ TokenWeight = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (lengths [M], ad
 
 def _num(row: Mapping, key: str, i: int, required: bool = True) -> float | None:
     v = row.get(key)
-    if v is None:
-        if required:
-            raise DataError(f"samples row {i}: missing field {key!r}")
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise DataError(f"samples row {i}: field {key!r} must be a number, got {v!r}") from None
-    if math.isnan(v):
-        raise DataError(f"samples row {i}: field {key!r} is NaN")
-    return v
+    if v is None and required:
+        raise DataError(f"samples row {i}: missing field {key!r}")
+    return as_number(v, f"samples row {i}: field {key!r}")
 
 
 def by_step(samples: Iterable[Mapping], need: Sequence[str] = ("length",)) -> dict[int, list[Mapping]]:

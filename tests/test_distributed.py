@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -105,12 +106,20 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
         for loss in LOSSES:
             results[f"{strategy}/{loss}"] = one_update(model_dir, loss, d, rows)
         results[f"{strategy}/bnpo/micro4"] = one_update(model_dir, "bnpo", d, rows, micro=G)
+    # short runs: 2 steps, a checkpoint, a resume to 3; DDP, FSDP2, and a DDP checkpoint resumed under FSDP2
+    kw = RUN_KW | dict(model=model_dir)
     d = init_from_env("ddp")
     run = Path(out) / "run"
-    cfg = build_config(extra=RUN_KW | dict(model=model_dir, steps=2))
-    train(cfg, run, progress=False, evaluate=False, dist=d)
-    train(build_config(extra=RUN_KW | dict(model=model_dir)), run, resume=True, progress=False, evaluate=False,
-          dist=d)
+    train(build_config(extra=kw | dict(steps=2)), run, progress=False, evaluate=False, dist=d)
+    if d.is_main:
+        shutil.copytree(run, Path(out) / "mixed")
+    d.barrier()
+    train(build_config(extra=kw), run, resume=True, progress=False, evaluate=False, dist=d)
+    fsdp, fsdp_kw = init_from_env("fsdp"), kw | dict(dist_strategy="fsdp")
+    train(build_config(extra=fsdp_kw | dict(steps=2)), Path(out) / "fsdp", progress=False, evaluate=False,
+          dist=fsdp)
+    train(build_config(extra=fsdp_kw), Path(out) / "fsdp", resume=True, progress=False, evaluate=False, dist=fsdp)
+    train(build_config(extra=fsdp_kw), Path(out) / "mixed", resume=True, progress=False, evaluate=False, dist=fsdp)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     shutdown(d)
 
@@ -173,33 +182,91 @@ def test_update_equals_one_process_for_every_loss(model_dir, two_ranks):
         print(f"  {k:<18} {dl:.3e} {dg:.3e}")
 
 
-def test_short_run_and_resume_equal_one_process(model_dir, two_ranks, tmp_path):
-    """A 3-step run on 2 ranks (2 steps, a checkpoint, a resume to 3) logs the metrics of one process with the
-    same rollout shards; only rank 0 wrote files."""
-    cfg = build_config(extra=RUN_KW | dict(model=model_dir))
+@pytest.fixture(scope="module")
+def one_process(model_dir, tmp_path_factory) -> Path:
+    """The short run on one process with the same rollout shards (the reference of the multi-rank runs)."""
     from lengthrl.train.loop import train
 
-    ref = train(cfg, tmp_path, progress=False, evaluate=False).metrics.rows()
-    got = [json.loads(ln) for ln in (two_ranks / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in got] == [1, 2, 3]
-    assert any(r["optimizer_steps"] > 0 and r["grad_norm"] > 0 for r in ref)
-    assert any(r["reward/mean"] != 0 for r in ref)
+    out = tmp_path_factory.mktemp("one")
+    train(build_config(extra=RUN_KW | dict(model=model_dir)), out, progress=False, evaluate=False)
+    return out
+
+
+def metric_rows(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_metrics(ref: list[dict], got: list[dict], what: str) -> float:
+    """Every logged metric equal (floats within TOL, relative above 1); returns the largest float difference."""
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == [1, 2, 3], what
     worst = 0.0
     for a, b in zip(ref, got):
-        assert set(a) == set(b)
+        assert set(a) == set(b), what
         for k, v in a.items():
             if k.endswith("time_s") or k == "tokens_per_s":
                 continue
             if isinstance(v, float) and isinstance(b[k], float):
                 worst = max(worst, abs(v - b[k]))
-                assert abs(v - b[k]) <= TOL * max(1.0, abs(v)), (a["step"], k, v, b[k])
+                assert abs(v - b[k]) <= TOL * max(1.0, abs(v)), (what, a["step"], k, v, b[k])
             else:
-                assert v == b[k], (a["step"], k, v, b[k])
+                assert v == b[k], (what, a["step"], k, v, b[k])
+    return worst
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run / "final" / "model.safetensors")
+
+
+def test_short_run_and_resume_equal_one_process(two_ranks, one_process):
+    """A 3-step run on 2 ranks (2 steps, a checkpoint, a resume to 3) logs the metrics of one process with the
+    same rollout shards; only rank 0 wrote files."""
+    ref = metric_rows(one_process)
+    assert any(r["optimizer_steps"] > 0 and r["grad_norm"] > 0 for r in ref)
+    assert any(r["reward/mean"] != 0 for r in ref)
+    worst = assert_same_metrics(ref, metric_rows(two_ranks / "run"), "ddp")
     print(f"\nshort run: max |metric diff| = {worst:.2e}")
     ckpts = sorted(p.name for p in (two_ranks / "run" / "checkpoints").iterdir())
     assert ckpts[-1] == "step_000003" and not list((two_ranks / "run" / "checkpoints").glob(".tmp*"))
     samples = (two_ranks / "run" / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == len((tmp_path / "samples.jsonl").read_text().splitlines())  # rank 0 wrote once
+    assert len(samples) == len((one_process / "samples.jsonl").read_text().splitlines())  # rank 0 wrote once
+
+
+def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_ranks, one_process, tmp_path):
+    """The trainer under FSDP2 (parameters sharded over 2 ranks; sampling and old log-probs with the weights
+    unsharded once per step; checkpoints gathered to rank 0): the 3-step run with a resume logs the metrics of
+    one process and ends with its weights; a DDP checkpoint resumes under FSDP2, an FSDP2 checkpoint on one
+    process, both to the same metrics."""
+    from lengthrl.train import checkpoint as ckpt
+    from lengthrl.train.loop import train
+
+    ref = metric_rows(one_process)
+    report = {what: assert_same_metrics(ref, metric_rows(two_ranks / what), what) for what in ("fsdp", "mixed")}
+    w1, w2 = final_weights(one_process), final_weights(two_ranks / "fsdp")
+    assert sorted(w1) == sorted(w2)  # full tensors, the tied lm_head saved once as on one process
+    dw = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    ddp_dw = max(float((w1[k] - v).abs().max()) for k, v in final_weights(two_ranks / "run").items())
+    assert dw < 1e-5 and ddp_dw < 1e-5, (dw, ddp_dw)
+    config = json.loads((two_ranks / "fsdp" / "final" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"]
+    last = ckpt.latest_valid(two_ranks / "fsdp")
+    assert last is not None and last.name == "step_000003"
+    opt = torch.load(last / "trainer_state.pt", weights_only=False)["optimizer"]
+    assert all(isinstance(p, str) for g in opt["param_groups"] for p in g["params"])  # keyed by name
+    assert opt["state"] and all(v["exp_avg"].shape == w1.get(k, v["exp_avg"]).shape for k, v in opt["state"].items())
+    # the FSDP2 checkpoint of step 2 resumed by one process
+    cross = tmp_path / "cross"
+    shutil.copytree(two_ranks / "fsdp", cross)
+    shutil.rmtree(cross / "checkpoints" / "step_000003")
+    shutil.rmtree(cross / "final")
+    tr = train(build_config(extra=RUN_KW | dict(model=model_dir)), cross, resume=True, progress=False,
+               evaluate=False)
+    report["fsdp checkpoint, one process"] = assert_same_metrics(ref, tr.metrics.rows(), "fsdp -> one process")
+    w3 = final_weights(cross)
+    assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-5
+    print("\nFSDP2 runs: max |metric diff| vs one process:", {k: f"{v:.2e}" for k, v in report.items()},
+          f"final weights {dw:.2e}")
 
 
 # ---- single-process pieces ------------------------------------------------------------------------------------

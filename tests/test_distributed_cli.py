@@ -21,8 +21,9 @@ SETS = ["task=arith_chain", "train_prompts=64", "eval_prompts=0", "prompts_per_s
         'reward=[{name="correct",weight=1.0},{name="kimi",weight=1.0}]']
 
 
-def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False) -> subprocess.CompletedProcess:
-    args = [f"--set={s}" for s in SETS + [f"model={model}", f"steps={steps}"]]
+def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False, extra: tuple = ()) \
+        -> subprocess.CompletedProcess:
+    args = [f"--set={s}" for s in SETS + [f"model={model}", f"steps={steps}", *extra]]
     args += ["--out", str(out), "--quiet"] + (["--resume"] if resume else [])
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 \
         else [sys.executable]
@@ -60,3 +61,23 @@ def test_torchrun_train_and_resume_equal_one_process(tmp_path):
             else:
                 assert v == y[k], (x["step"], k)
     assert (two / "final" / "config.json").is_file()
+
+
+def test_torchrun_fsdp_train_then_evaluate(tmp_path):
+    """`dist_strategy=fsdp` from the command line: 2 sharded ranks train, then rank 0 alone evaluates the saved
+    final weights while the other rank has already left; the run ends cleanly with the one-process metrics."""
+    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
+                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
+                                       max_position_embeddings=128))
+    one, two = tmp_path / "one", tmp_path / "two"
+    extra = ("eval_prompts=4", "dist_strategy=fsdp")
+    ok(run(one, model, 2, 1, extra=extra), one, 2)
+    p = run(two, model, 2, 2, extra=extra)
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
+    for x, y in zip(a, b, strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-6, abs=1e-6) and y["len/mean"] == x["len/mean"]
+    ev1, ev2 = (json.loads((d / "eval.json").read_text()) for d in (one, two))
+    assert [(r["length"], r["correct"]) for r in ev1["records"]] == [(r["length"], r["correct"]) for r in
+                                                                     ev2["records"]]
+    assert len(ev2["records"]) == 4 and ev2["metrics"]["acc"] == ev1["metrics"]["acc"]

@@ -59,8 +59,10 @@ def set_rng_state(s: dict) -> None:
     np.random.set_state(s["numpy"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int) -> Path:
-    """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state."""
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int,
+                    state_dict: dict | None = None) -> Path:
+    """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state.
+    `state_dict`: the model's full weights when its parameters are sharded (FSDP2), else None (its own)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
@@ -69,7 +71,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     from lengthrl.models.loading import quiet_progress
 
     with quiet_progress():  # no per-shard progress bar in the training output
-        model.save_pretrained(tmp / "model", safe_serialization=True)
+        model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save(state, tmp / "trainer_state.pt")

@@ -103,6 +103,9 @@ class TrainConfig:
     eval_samples: int = doc("samples per held-out prompt in the final evaluation", 1)
     eval_temperature: float = doc("sampling temperature of the final evaluation (0 = greedy)", 0.0)
     threads: int = doc("torch CPU threads (0 = leave torch's default)", 0)
+    dist_strategy: str = doc("under torchrun: 'ddp' (every rank holds the whole model, gradients all-reduced) or "
+                             "'fsdp' (FSDP2 fully_shard: parameters, gradients and optimizer state sharded "
+                             "over ranks; docs/scaling.md); ignored on one process", "ddp")
     max_bad_steps: int = doc("stop after this many consecutive non-finite losses or gradients", 3)
 
 
@@ -229,6 +232,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.rollout_engine not in ENGINES:
         raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
                           f"{', '.join(ENGINES)}")
+    from lengthrl.train.distributed import STRATEGIES
+
+    if cfg.dist_strategy not in STRATEGIES:
+        raise ConfigError(f"config key 'dist_strategy': {cfg.dist_strategy!r}; valid: {', '.join(STRATEGIES)}")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

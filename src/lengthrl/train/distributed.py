@@ -58,6 +58,17 @@ class Dist:
         """True on rank 0, the only rank that writes files."""
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """True when the model's parameters are sharded over ranks (FSDP2 with several processes)."""
+        return self.enabled and self.strategy == "fsdp"
+
+    def full_weights(self, model: torch.nn.Module):
+        """Context in which `model` holds its full parameters on every rank, so forwards (sampling, old and
+        reference log-probs) run without collectives, as many as each rank needs (`unsharded`; a no-op unless
+        sharded). Every rank must enter it, at the same point."""
+        return unsharded(model) if self.sharded else contextlib.nullcontext(model)
+
     # ---- collectives (no-ops on one process) -----------------------------------------------------------------
     def all_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of `x` over ranks (a new tensor; `x` is unchanged)."""
@@ -172,6 +183,51 @@ def unsharded(model: torch.nn.Module):
         for m in mods:
             m.set_reshard_after_forward(True, recurse=False)
             m.reshard()
+
+
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict | None]:
+    """(model state dict, optimizer state dict) with full, unsharded CPU tensors, keyed by parameter name.
+
+    A collective under FSDP2 (every rank calls it; rank 0 receives the tensors, the other ranks empty dicts);
+    on one process or under DDP, the plain state dicts. The optimizer's state is keyed by parameter name
+    (`torch.distributed.checkpoint.state_dict`), so a checkpoint resumes on any number of ranks and strategies.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    msd = get_model_state_dict(model, options=opts)
+    first: dict[int, str] = {}  # a tied parameter (e.g. lm_head = embed_tokens) is saved once, as without FSDP
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if first.setdefault(id(p), name) != name:
+            msd.pop(name, None)
+    osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
+    return msd, osd
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimizer state dict written by `full_state` (keyed by parameter name) or by
+    `optimizer.state_dict()` (keyed by index, the format of older checkpoints) into `optimizer`, whose
+    parameters may be sharded (FSDP2): each rank keeps its shard."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    groups = state.get("param_groups", [])
+    by_name = any(isinstance(p, str) for g in groups for p in g.get("params", []))
+    if not by_name:
+        if not _sharded_params(model):
+            optimizer.load_state_dict(state)
+            return
+        names = [n for n, p in model.named_parameters() if p.requires_grad]  # the optimizer's parameter order
+        state = {"state": {names[i]: v for i, v in state["state"].items()},
+                 "param_groups": [g | {"params": [names[i] for i in g["params"]]} for g in groups]}
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _sharded_params(model: torch.nn.Module) -> bool:
+    return any(hasattr(p, "full_tensor") for p in model.parameters())
 
 
 def init_from_env(strategy: str = "ddp", timeout_s: float = 600.0) -> Dist:

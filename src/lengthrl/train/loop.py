@@ -27,7 +27,15 @@ from lengthrl.rollout import SamplingParams
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
-from lengthrl.train.distributed import SINGLE, Dist, concat_rollouts, shard_seed
+from lengthrl.train.distributed import (
+    SINGLE,
+    Dist,
+    concat_rollouts,
+    full_state,
+    load_optimizer_state,
+    shard_seed,
+    shutdown,
+)
 from lengthrl.train.faults import pause_point
 from lengthrl.train.metrics import MetricsLog, rollout_metrics, truncate_jsonl
 from lengthrl.train.scoring import score_batch
@@ -126,10 +134,10 @@ class Trainer:
                 (self.out / f).unlink(missing_ok=True)
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self, optimizer: dict | None = None) -> dict:
         return {
             "step": self.step, "bad_steps": self.bad_steps, "last_nonfinite": self.last_nonfinite,
-            "optimizer": self.opt.state_dict(),
+            "optimizer": self.opt.state_dict() if optimizer is None else optimizer,
             "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(), "engine": self.engine.state_dict(),
             "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
@@ -139,15 +147,17 @@ class Trainer:
     def save(self) -> Path | None:
         """Checkpoint (rank 0 writes; every rank waits until it is complete)."""
         path = None
+        # FSDP2: the full weights and optimizer state (by parameter name) gathered to rank 0, a collective
+        model_sd, opt_sd = full_state(self.model, self.opt) if self.dist.sharded else (None, None)
         if self.dist.is_main:
-            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(),
-                                        self.cfg.keep_checkpoints)
+            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(opt_sd),
+                                        self.cfg.keep_checkpoints, state_dict=model_sd)
         self.dist.barrier()
         return path
 
     def _resume(self, path: Path) -> None:
         s = torch.load(path / "trainer_state.pt", weights_only=False)
-        self.opt.load_state_dict(s["optimizer"])
+        load_optimizer_state(self.model, self.opt, s["optimizer"])  # index- or name-keyed, sharded or not
         self.sched.load_state_dict(s["scheduler"])
         ckpt.set_rng_state(s["rng"])
         self.engine.load_state_dict(s["engine"])
@@ -220,7 +230,8 @@ class Trainer:
                 ub.loss_mask = torch.zeros_like(ub.loss_mask)
             micro = cfg.micro_batch_size or len(ub.advantages)
             if cfg.epochs > 1 or cfg.mini_batches > 1:
-                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)
+                with self.dist.full_weights(self.model):  # FSDP2: ranks may need different numbers of forwards
+                    ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)
             if self.ref is not None:
                 ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn)
             um = ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
@@ -251,6 +262,10 @@ class Trainer:
     def _generate(self, prompt_ids: list[list[int]]):
         """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
         sampled with the seed of (seed, step, shard), then stacked."""
+        with self.dist.full_weights(self.model):  # FSDP2: one all-gather, then collective-free decoding
+            return self._generate_shards(prompt_ids)
+
+    def _generate_shards(self, prompt_ids: list[list[int]]):
         G = self.cfg.group_size
         if not self.n_shards:
             return self.engine.generate(prompt_ids, G, self.params)
@@ -315,8 +330,9 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save()
         self.save()
+        model_sd = full_state(self.model)[0] if self.dist.sharded else None
         if self.dist.is_main:
-            self.model.save_pretrained(self.out / "final", safe_serialization=True)
+            self.model.save_pretrained(self.out / "final", safe_serialization=True, state_dict=model_sd)
             self.tok.save_pretrained(self.out / "final")
         self.dist.barrier()
         return self.metrics.rows()
@@ -357,7 +373,10 @@ class Trainer:
 
         t = self.cfg.eval_temperature if temperature is None else temperature
         params = SamplingParams(temperature=t, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 99)
-        return run_eval(self.engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
+        engine = self.engine
+        if self.dist.sharded:  # the sharded model needs every rank: evaluate the saved final weights instead
+            engine = self.policy.engine(self.policy.load(self.out / "final")[0], self.tok, self.cfg)
+        return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
                         samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
                         out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir))
 
@@ -377,6 +396,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     """Run a whole training (and the final held-out evaluation when cfg.eval_prompts > 0, on rank 0)."""
     tr = Trainer(cfg, out_dir, resume=resume, progress=progress, dist=dist)
     tr.run()
-    if evaluate and cfg.eval_prompts and tr.dist.is_main:
-        tr.evaluate()
+    if evaluate and cfg.eval_prompts:
+        # several processes: every collective is done, so the others leave now instead of waiting (up to the
+        # process group's timeout) while rank 0 evaluates alone
+        shutdown(tr.dist)
+        if tr.dist.is_main:
+            tr.evaluate()
     return tr

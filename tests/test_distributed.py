@@ -266,7 +266,7 @@ def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_r
     w3 = final_weights(cross)
     assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-5
     print("\nFSDP2 runs: max |metric diff| vs one process:", {k: f"{v:.2e}" for k, v in report.items()},
-          f"final weights {dw:.2e}")
+          f"final weights: fsdp {dw:.2e}, ddp {ddp_dw:.2e}")
 
 
 # ---- single-process pieces ------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ What is split and what is global (W ranks, N = prompts_per_step × G responses p
   DDP and FSDP2 average gradients over ranks, so each rank's loss is multiplied by W: the synchronised
   gradient is then the single-process gradient (bnpo, normalised by its local token count by definition,
   keeps the average);
+- FSDP2 (`strategy = "fsdp"`): parameters, gradients and optimizer state are sharded; sampling and the old
+  log-probs run inside `Dist.full_weights` (the weights unsharded once, then forwards without collectives, as
+  many as each rank needs); checkpoints gather the full state to rank 0 (`full_state`), in the format of one
+  process, with the optimizer state keyed by parameter name (`load_optimizer_state` reads either format);
 - logs, samples, checkpoints and the final evaluation: rank 0 only. Resume reads the checkpoint on every rank
   (the run directory must be on a shared file system across machines).
 """

@@ -31,7 +31,8 @@ $(VERL_VENV)/.verl-installed: constraints.txt
 
 test-integrations: $(STAMP) $(VERL_VENV)/.verl-installed
 	$(VERL_PY) -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
-	$(PY) -m pytest -q tests/test_integrations_trl.py tests/test_integrations_verl_core.py tests/test_distributed.py
+	$(PY) -m pytest -q tests/test_integrations_trl.py tests/test_integrations_verl_core.py tests/test_distributed.py \
+		tests/test_distributed_cli.py
 
 # Many short runs killed with random faults and resumed; prints how many ended equal to an unkilled run.
 soak: $(STAMP)

@@ -41,6 +41,9 @@ RUN_KW = dict(task="arith_chain", train_prompts=64, eval_prompts=0, prompts_per_
               reward=[{"name": "correct", "weight": 1.0}, {"name": "kimi", "weight": 1.0},
                       {"name": "hapo", "weight": 1.0}])
 TOL = 1e-6
+# the paths a plain run does not take: a reference model (KL), dynamic sampling (ranks keep unequal numbers of
+# rows), two epochs (old log-probs), another loss
+EXTRA_KW = dict(steps=2, beta=0.05, dynamic_sampling=True, epochs=2, loss="dapo", checkpoint_every=0)
 MB_SEED = 1  # mini-batches {groups 1, 3} and {0, 2}: each holds rows of both ranks (rank 0: groups 0-1)
 
 
@@ -120,6 +123,8 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
           dist=fsdp)
     train(build_config(extra=fsdp_kw), Path(out) / "fsdp", resume=True, progress=False, evaluate=False, dist=fsdp)
     train(build_config(extra=fsdp_kw), Path(out) / "mixed", resume=True, progress=False, evaluate=False, dist=fsdp)
+    train(build_config(extra=fsdp_kw | EXTRA_KW), Path(out) / "fsdp_extra", progress=False, evaluate=False,
+          dist=fsdp)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     shutdown(d)
 
@@ -196,9 +201,9 @@ def metric_rows(run: Path) -> list[dict]:
     return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def assert_same_metrics(ref: list[dict], got: list[dict], what: str) -> float:
+def assert_same_metrics(ref: list[dict], got: list[dict], what: str, steps=(1, 2, 3)) -> float:
     """Every logged metric equal (floats within TOL, relative above 1); returns the largest float difference."""
-    assert [r["step"] for r in got] == [r["step"] for r in ref] == [1, 2, 3], what
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == list(steps), what
     worst = 0.0
     for a, b in zip(ref, got):
         assert set(a) == set(b), what
@@ -255,6 +260,12 @@ def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_r
     opt = torch.load(last / "trainer_state.pt", weights_only=False)["optimizer"]
     assert all(isinstance(p, str) for g in opt["param_groups"] for p in g["params"])  # keyed by name
     assert opt["state"] and all(v["exp_avg"].shape == w1.get(k, v["exp_avg"]).shape for k, v in opt["state"].items())
+    extra = train(build_config(extra=RUN_KW | dict(model=model_dir) | EXTRA_KW), tmp_path / "extra",
+                  progress=False, evaluate=False).metrics.rows()
+    got = metric_rows(two_ranks / "fsdp_extra")
+    assert any(r["kl_ref"] > 0 for r in extra) and any(r["kept_groups_frac"] < 1 for r in extra)
+    assert len(got) == len(extra) == 2
+    report["fsdp, kl + dynamic sampling + 2 epochs"] = assert_same_metrics(extra, got, "fsdp extra", steps=[1, 2])
     # the FSDP2 checkpoint of step 2 resumed by one process
     cross = tmp_path / "cross"
     shutil.copytree(two_ranks / "fsdp", cross)

@@ -11,6 +11,7 @@ not fail the test: the results files are what is checked.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -109,6 +110,9 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
         for loss in LOSSES:
             results[f"{strategy}/{loss}"] = one_update(model_dir, loss, d, rows)
         results[f"{strategy}/bnpo/micro4"] = one_update(model_dir, "bnpo", d, rows, micro=G)
+    bf16 = init_from_env("fsdp", "bfloat16")
+    results["fsdp_bf16/luspo"] = one_update(model_dir, "luspo", bf16, torch.arange(rank * B // WORLD,
+                                                                                    (rank + 1) * B // WORLD))
     # short runs: 2 steps, a checkpoint, a resume to 3; DDP, FSDP2, and a DDP checkpoint resumed under FSDP2
     kw = RUN_KW | dict(model=model_dir)
     d = init_from_env("ddp")
@@ -125,6 +129,8 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
     train(build_config(extra=fsdp_kw), Path(out) / "mixed", resume=True, progress=False, evaluate=False, dist=fsdp)
     train(build_config(extra=fsdp_kw | EXTRA_KW), Path(out) / "fsdp_extra", progress=False, evaluate=False,
           dist=fsdp)
+    train(build_config(extra=fsdp_kw | dict(steps=2, fsdp_param_dtype="bfloat16")), Path(out) / "fsdp_bf16",
+          progress=False, evaluate=False, dist=bf16)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     shutdown(d)
 
@@ -278,6 +284,38 @@ def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_r
     assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-5
     print("\nFSDP2 runs: max |metric diff| vs one process:", {k: f"{v:.2e}" for k, v in report.items()},
           f"final weights: fsdp {dw:.2e}, ddp {ddp_dw:.2e}")
+
+
+def test_fsdp_mixed_precision(model_dir, two_ranks, one_process):
+    """FSDP2 with bfloat16 compute (`fsdp_param_dtype`): the update's loss and float32 gradient are the float32
+    ones up to bfloat16 rounding, and a 2-step run trains with float32 weights and optimizer state."""
+    ref_loss, ref_grad = one_update(model_dir, "luspo", SINGLE, torch.arange(B))
+    loss, grad = torch.load(two_ranks / "rank0.pt", weights_only=False)["fsdp_bf16/luspo"]
+    cos = float(torch.nn.functional.cosine_similarity(grad, ref_grad, dim=0))
+    assert grad.dtype == torch.float32 and abs(loss - ref_loss) < 0.02 * abs(ref_loss) and cos > 0.99, \
+        (loss, ref_loss, cos)
+    assert float((grad - ref_grad).abs().max()) > 0  # bfloat16 was really used
+    rows = metric_rows(two_ranks / "fsdp_bf16")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["optimizer_steps"] > 0 for r in rows)
+    assert all(math.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+    w = final_weights(two_ranks / "fsdp_bf16")
+    w0 = final_weights(one_process)
+    assert all(v.dtype == torch.float32 and bool(torch.isfinite(v).all()) for v in w.values()) and sorted(w) == \
+        sorted(w0)
+    opt = torch.load(two_ranks / "fsdp_bf16" / "checkpoints" / "step_000002" / "trainer_state.pt",
+                     weights_only=False)["optimizer"]
+    assert all(v["exp_avg"].dtype == torch.float32 for v in opt["state"].values())
+    print(f"\nFSDP2 bfloat16 compute, one update (luspo): loss {loss:.5f} vs float32 {ref_loss:.5f}, "
+          f"gradient cosine {cos:.5f}")
+
+
+def test_param_dtype_needs_fsdp(model_dir):
+    with pytest.raises(ConfigError, match="fsdp_param_dtype.*bfloat16, float16.*dist_strategy"):
+        build_config(extra=RUN_KW | dict(model=model_dir, fsdp_param_dtype="bfloat16"))
+    with pytest.raises(ConfigError, match="fsdp_param_dtype"):
+        build_config(extra=RUN_KW | dict(model=model_dir, dist_strategy="fsdp", fsdp_param_dtype="int8"))
+    with pytest.raises(ConfigError, match="fsdp_param_dtype"):
+        init_from_env("ddp", "bfloat16")
 
 
 # ---- single-process pieces ------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def run_train(args) -> int:
     from lengthrl.train.loop import train
 
     cfg = build_config(args.config, args.set)
-    dist = init_from_env(cfg.dist_strategy)  # several processes under torchrun (docs/scaling.md), else a no-op
+    # several processes under torchrun (docs/scaling.md), else a no-op
+    dist = init_from_env(cfg.dist_strategy, cfg.fsdp_param_dtype)
     try:
         tr = train(cfg, args.out, resume=args.resume, progress=not args.quiet, dist=dist)
     except BaseException:

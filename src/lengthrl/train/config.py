@@ -106,6 +106,10 @@ class TrainConfig:
     dist_strategy: str = doc("under torchrun: 'ddp' (every rank holds the whole model, gradients all-reduced) or "
                              "'fsdp' (FSDP2 fully_shard: parameters, gradients and optimizer state sharded "
                              "over ranks; docs/scaling.md); ignored on one process", "ddp")
+    fsdp_param_dtype: str | None = doc("FSDP2 mixed precision: 'bfloat16' or 'float16' for the unsharded "
+                                       "parameters forwards and backwards compute in (sampling too), gradients "
+                                       "reduced in float32, optimizer on the parameters' own dtype; unset = "
+                                       "compute in the parameters' dtype. Only with dist_strategy = 'fsdp'", None)
     max_bad_steps: int = doc("stop after this many consecutive non-finite losses or gradients", 3)
 
 
@@ -232,10 +236,14 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.rollout_engine not in ENGINES:
         raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
                           f"{', '.join(ENGINES)}")
-    from lengthrl.train.distributed import STRATEGIES
+    from lengthrl.train.distributed import PARAM_DTYPES, STRATEGIES
 
     if cfg.dist_strategy not in STRATEGIES:
         raise ConfigError(f"config key 'dist_strategy': {cfg.dist_strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if cfg.fsdp_param_dtype is not None and (cfg.fsdp_param_dtype not in PARAM_DTYPES
+                                             or cfg.dist_strategy != "fsdp"):
+        raise ConfigError(f"config key 'fsdp_param_dtype': {cfg.fsdp_param_dtype!r}; valid: "
+                          f"{', '.join(PARAM_DTYPES)}, with dist_strategy = 'fsdp' (leave it unset otherwise)")
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

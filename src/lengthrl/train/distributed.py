@@ -38,6 +38,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.rollout.types import RolloutBatch
 
 STRATEGIES = ("ddp", "fsdp")
+PARAM_DTYPES = ("bfloat16", "float16")  # FSDP2 mixed precision (Dist.param_dtype)
 
 
 @dataclass
@@ -45,12 +46,16 @@ class Dist:
     """This process's place in the job. `Dist()` is the single-process no-op (every collective is identity).
 
     rank: index of this process (0 writes logs and checkpoints); world_size: number of processes W;
-    strategy: how gradients are synchronised, 'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 fully_shard).
+    strategy: how gradients are synchronised, 'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 fully_shard);
+    param_dtype: FSDP2 mixed precision, the dtype ('bfloat16' or 'float16') of the unsharded parameters that
+    forwards and backwards compute in (gradients are reduced in float32, the sharded parameters the optimizer
+    steps on keep their own dtype); None computes in the parameters' dtype.
     """
 
     rank: int = 0
     world_size: int = 1
     strategy: str = "ddp"
+    param_dtype: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -134,11 +139,14 @@ class Dist:
 
             return DistributedDataParallel(model)
         if self.strategy == "fsdp":
-            from torch.distributed.fsdp import fully_shard
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+            mp = MixedPrecisionPolicy()
+            if self.param_dtype is not None:
+                mp = MixedPrecisionPolicy(param_dtype=getattr(torch, self.param_dtype), reduce_dtype=torch.float32)
             for layer in _decoder_layers(model):
-                fully_shard(layer)
-            fully_shard(model)
+                fully_shard(layer, mp_policy=mp)
+            fully_shard(model, mp_policy=mp)
             return model
         raise ConfigError(f"config key 'dist_strategy': {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
 
@@ -234,14 +242,17 @@ def _sharded_params(model: torch.nn.Module) -> bool:
     return any(hasattr(p, "full_tensor") for p in model.parameters())
 
 
-def init_from_env(strategy: str = "ddp", timeout_s: float = 600.0) -> Dist:
+def init_from_env(strategy: str = "ddp", param_dtype: str | None = None, timeout_s: float = 600.0) -> Dist:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT).
 
     Without WORLD_SIZE (or with WORLD_SIZE=1) this is the single-process `Dist()`. Backend: nccl when CUDA is
-    available, else gloo.
+    available, else gloo. `param_dtype`: FSDP2 mixed precision (see `Dist`), only with strategy 'fsdp'.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"config key 'dist_strategy': {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if param_dtype is not None and (param_dtype not in PARAM_DTYPES or strategy != "fsdp"):
+        raise ConfigError(f"config key 'fsdp_param_dtype': {param_dtype!r}; valid: {', '.join(PARAM_DTYPES)}, "
+                          "with dist_strategy = 'fsdp' (leave it unset otherwise)")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(strategy=strategy)
@@ -250,7 +261,7 @@ def init_from_env(strategy: str = "ddp", timeout_s: float = 600.0) -> Dist:
         tdist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), strategy=strategy)
+    return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), strategy=strategy, param_dtype=param_dtype)
 
 
 def shutdown(d: Dist, wait: bool = True) -> None:

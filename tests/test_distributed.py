@@ -129,6 +129,14 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
     train(build_config(extra=fsdp_kw), Path(out) / "mixed", resume=True, progress=False, evaluate=False, dist=fsdp)
     train(build_config(extra=fsdp_kw | EXTRA_KW), Path(out) / "fsdp_extra", progress=False, evaluate=False,
           dist=fsdp)
+    dcp_kw = fsdp_kw | dict(checkpoint_format="sharded")  # each rank writes its shards, no gather
+    train(build_config(extra=dcp_kw | dict(steps=2)), Path(out) / "fsdp_dcp", progress=False, evaluate=False,
+          dist=fsdp)
+    if fsdp.is_main:
+        shutil.copytree(Path(out) / "fsdp_dcp", Path(out) / "fsdp_dcp_at2")
+    fsdp.barrier()
+    train(build_config(extra=dcp_kw), Path(out) / "fsdp_dcp", resume=True, progress=False, evaluate=False,
+          dist=fsdp)
     train(build_config(extra=fsdp_kw | dict(steps=2, fsdp_param_dtype="bfloat16")), Path(out) / "fsdp_bf16",
           progress=False, evaluate=False, dist=bf16)
     torch.save(results, Path(out) / f"rank{rank}.pt")
@@ -282,6 +290,20 @@ def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_r
     report["fsdp checkpoint, one process"] = assert_same_metrics(ref, tr.metrics.rows(), "fsdp -> one process")
     w3 = final_weights(cross)
     assert max(float((w1[k] - w3[k]).abs().max()) for k in w1) < 1e-5
+    # sharded checkpoints (torch.distributed.checkpoint, one file per rank): resumed on 2 ranks, and on one
+    report["fsdp, sharded checkpoints"] = assert_same_metrics(ref, metric_rows(two_ranks / "fsdp_dcp"), "dcp")
+    at2 = tmp_path / "dcp_one"
+    shutil.copytree(two_ranks / "fsdp_dcp_at2", at2)
+    shutil.rmtree(at2 / "final")
+    shards = sorted(p.name for p in (at2 / "checkpoints" / "step_000002" / ckpt.SHARDS).iterdir())
+    assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"], shards
+    assert not list((at2 / "checkpoints" / "step_000002" / "model").glob("*.safetensors"))
+    tr = train(build_config(extra=RUN_KW | dict(model=model_dir, checkpoint_format="sharded")), at2, resume=True,
+               progress=False, evaluate=False)
+    report["sharded fsdp checkpoint, one process"] = assert_same_metrics(ref, tr.metrics.rows(), "dcp -> one")
+    assert max(float((w1[k] - final_weights(at2)[k]).abs().max()) for k in w1) < 1e-5
+    (two_ranks / "fsdp_dcp_at2" / "checkpoints" / "step_000002" / ckpt.SHARDS / "__1_0.distcp").write_bytes(b"x")
+    assert ckpt.latest_valid(two_ranks / "fsdp_dcp_at2").name == "step_000001"  # a corrupt shard is detected
     print("\nFSDP2 runs: max |metric diff| vs one process:", {k: f"{v:.2e}" for k, v in report.items()},
           f"final weights: fsdp {dw:.2e}, ddp {ddp_dw:.2e}")
 

@@ -77,8 +77,14 @@ def test_gradient_accumulation_equals_one_batch(micro_dir, loss):
         assert torch.allclose(results[0], results[1], atol=2e-6) and torch.allclose(results[0], results[2], atol=2e-6)
 
 
-def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path):
-    kw = dict(steps=4, checkpoint_every=2, keep_checkpoints=3)
+@pytest.mark.parametrize("extra", [{}, {"beta": 0.1}, {"checkpoint_format": "sharded"}],
+                         ids=["plain", "kl-reference", "sharded-checkpoint"])
+def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path, extra):
+    """Bitwise: metrics and weights of a run killed after its step-2 checkpoint and resumed equal an
+    uninterrupted run's (with a KL reference: the reference stays the initial model, not the checkpoint)."""
+    kw = dict(steps=4, checkpoint_every=2, keep_checkpoints=3, lr=1e-2, max_new_tokens=24, prompts_per_step=4,
+              # a length reward, so the weights move (the random model is never correct)
+              reward=[{"name": "correct"}, {"name": "kimi", "weight": 1.0}]) | extra
     full = train(cfg_for(micro_dir, **kw), tmp_path / "full", progress=False, evaluate=False)
     part = Trainer(cfg_for(micro_dir, **kw), tmp_path / "part", progress=False)
     det = part._collapse_detector()
@@ -95,8 +101,26 @@ def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path):
     drop = {"time_s", "step_time_s", "rollout_time_s", "tokens_per_s"}
     for ra, rb in zip(a, b):
         assert {k: v for k, v in ra.items() if k not in drop} == {k: v for k, v in rb.items() if k not in drop}
+    assert a[1]["optimizer_steps"] > 0 and (not extra.get("beta") or a[-1]["kl_ref"] > 0)
     for pa, pb in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("fmt", ["full", "sharded"])
+def test_checkpoint_before_the_first_step(micro_dir, tmp_path, fmt):
+    """A checkpoint taken before any optimizer step leaves the optimizer untouched (reading an empty optimizer
+    through torch.distributed.checkpoint would give it a step and zero moments) and resumes bitwise."""
+    cfg = cfg_for(micro_dir, steps=2, lr=1e-2, max_new_tokens=24, prompts_per_step=4, checkpoint_format=fmt,
+                  reward=[{"name": "correct"}, {"name": "kimi", "weight": 1.0}])
+    part = Trainer(cfg, tmp_path / "part", progress=False)
+    part.save()
+    assert not part.opt.state
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False, evaluate=False)
+    full = train(cfg, tmp_path / "full", progress=False, evaluate=False)
+    drop = {"time_s", "step_time_s", "rollout_time_s", "tokens_per_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in full.metrics.rows()] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in resumed.metrics.rows()]
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), resumed.model.parameters()))
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous(micro_dir, tmp_path):

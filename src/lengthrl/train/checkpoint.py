@@ -5,12 +5,14 @@ resume."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from lengthrl.train.faults import pause_point
 log = logging.getLogger("lengthrl.train")
 PREFIX = "step_"
 TMP_PREFIX = ".tmp-"
+SHARDS = "shards"  # a sharded checkpoint's torch.distributed.checkpoint directory (model and optimizer)
 
 
 class CheckpointError(LengthRLError):
@@ -59,19 +62,33 @@ def set_rng_state(s: dict) -> None:
     np.random.set_state(s["numpy"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int,
-                    state_dict: dict | None = None) -> Path:
-    """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state.
-    `state_dict`: the model's full weights when its parameters are sharded (FSDP2), else None (its own)."""
+def begin(run_dir: Path, step: int) -> Path:
+    """A fresh temporary directory for the checkpoint of `step` (stale ones removed first)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:06d}"
-    tmp = root / f"{TMP_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
     clean_tmp(run_dir)
+    tmp = root / f"{TMP_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
+    tmp.mkdir()
+    return tmp
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int,
+                    state_dict: dict | None = None, tmp: Path | None = None) -> Path:
+    """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state.
+
+    `state_dict`: the model's full weights when its parameters are sharded (FSDP2), else None (its own).
+    `tmp`: a directory from `begin` that already holds the weights and optimizer as shards (`save_shards`):
+    the model directory then gets the config and tokenizer only."""
+    root = run_dir / "checkpoints"
+    final = root / f"{PREFIX}{step:06d}"
     from lengthrl.models.loading import quiet_progress
 
-    with quiet_progress():  # no per-shard progress bar in the training output
-        model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
+    if tmp is None:
+        tmp = begin(run_dir, step)
+        with quiet_progress():  # no per-shard progress bar in the training output
+            model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
+    else:
+        model.config.save_pretrained(tmp / "model")
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save(state, tmp / "trainer_state.pt")
@@ -91,6 +108,64 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def has_full_weights(ckpt: Path) -> bool:
+    """True when the checkpoint holds the whole model as safetensors (format 'full'), False for shards."""
+    return any((ckpt / "model").glob("*.safetensors"))
+
+
+def _no_dist() -> bool:
+    """True on one process (torch.distributed.checkpoint then reads and writes without a process group)."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
+@contextlib.contextmanager
+def _quiet_dcp():
+    """torch.distributed.checkpoint warns on every single-process save and load, which is intended here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+def save_shards(path: Path, model, optimizer=None) -> None:
+    """Every rank writes its shards of the model (and of the optimizer state, when given) to `path`
+    (torch.distributed.checkpoint; a collective under several processes; on one process the whole state).
+    Pass no optimizer before its first step: reading an empty optimizer's state would initialise it."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+    if optimizer is None:
+        state = {"model": get_model_state_dict(model)}
+    else:
+        msd, osd = get_state_dict(model, optimizer)
+        state = {"model": msd, "optimizer": osd}
+    with _quiet_dcp():
+        dcp.save(state, checkpoint_id=str(path), no_dist=_no_dist())
+
+
+def load_shards(path: Path, model, optimizer=None) -> None:
+    """Load weights (and optimizer state, when given) written by `save_shards` into `model` / `optimizer`,
+    whatever the number of ranks or the strategy that wrote them (torch.distributed.checkpoint reshards)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_state_dict,
+        set_model_state_dict,
+        set_state_dict,
+    )
+
+    if optimizer is None:
+        state = {"model": get_model_state_dict(model)}
+        with _quiet_dcp():
+            dcp.load(state, checkpoint_id=str(path), no_dist=_no_dist())
+        set_model_state_dict(model, state["model"])
+        return
+    msd, osd = get_state_dict(model, optimizer)
+    state = {"model": msd, "optimizer": osd}
+    with _quiet_dcp():
+        dcp.load(state, checkpoint_id=str(path), no_dist=_no_dist())
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def clean_tmp(run_dir: Path) -> list[Path]:
@@ -130,8 +205,10 @@ def verify(ckpt: Path) -> None:
     for required in ("trainer_state.pt", "model/config.json"):
         if required not in files:
             raise CheckpointError(f"checkpoint {ckpt}: manifest.json does not list {required}")
-    if not any(rel.startswith("model/") and rel.endswith(".safetensors") for rel in files):
-        raise CheckpointError(f"checkpoint {ckpt}: manifest.json lists no model weights (model/*.safetensors)")
+    if not any(rel.startswith("model/") and rel.endswith(".safetensors") for rel in files) and \
+            f"{SHARDS}/.metadata" not in files:
+        raise CheckpointError(f"checkpoint {ckpt}: manifest.json lists no model weights (model/*.safetensors or "
+                              f"{SHARDS}/.metadata)")
     for rel, digest in files.items():
         p = ckpt / rel
         if not p.is_file():

@@ -98,6 +98,10 @@ class TrainConfig:
     seed: int = doc("seed of everything (data order, sampling, initialisation)", 0)
     checkpoint_every: int = doc("write a checkpoint every N steps (0 = only at the end)", 10)
     keep_checkpoints: int = doc("how many checkpoints to keep", 2)
+    checkpoint_format: str = doc("'full': the whole model (safetensors) and optimizer state, written by rank 0 "
+                                 "(under FSDP2 gathered to it first); 'sharded': each rank writes its shards "
+                                 "(torch.distributed.checkpoint), no gather, resumable on any number of ranks",
+                                 "full")
     log_every: int = doc("print a metrics line every N steps", 5)
     sample_every: int = doc("log sample responses every N steps (0 = never)", 10)
     eval_samples: int = doc("samples per held-out prompt in the final evaluation", 1)
@@ -263,6 +267,7 @@ def validate(cfg: TrainConfig) -> None:
         if isinstance(v, float):
             need(math.isfinite(v), key, "must be a finite number")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+    need(cfg.checkpoint_format in ("full", "sharded"), "checkpoint_format", "must be 'full' or 'sharded'")
     need(cfg.lr > 0, "lr", "must be > 0")
     need(cfg.temperature >= 0, "temperature", "must be >= 0")
     need(cfg.eval_temperature >= 0, "eval_temperature", "must be >= 0")

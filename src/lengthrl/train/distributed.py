@@ -227,6 +227,13 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     groups = state.get("param_groups", [])
+    if not state.get("state"):  # saved before the first step: the groups' hyperparameters, no moments
+        if len(groups) != len(optimizer.param_groups):
+            raise ConfigError(f"optimizer state: {len(groups)} parameter groups saved, "
+                              f"{len(optimizer.param_groups)} here; resume with the config that wrote it")
+        for g, saved in zip(optimizer.param_groups, groups):
+            g.update({k: v for k, v in saved.items() if k != "params"})
+        return
     by_name = any(isinstance(p, str) for g in groups for p in g.get("params", []))
     if not by_name:
         if not _sharded_params(model):

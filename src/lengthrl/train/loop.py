@@ -98,11 +98,16 @@ class Trainer:
         self.resume_from = ckpt.latest_valid(self.out) if resume else None
         if resume and self.resume_from is None:
             log.warning("no valid checkpoint in %s: starting from scratch", self.out)
-        # on resume the weights come from the checkpoint, before the optimizer is built over them
-        self.model, self.tok = self.policy.load(self.resume_from / "model" if self.resume_from else self.model_dir)
+        # on resume the weights come from the checkpoint, before the optimizer is built over them (a sharded
+        # checkpoint has no weights file: they are loaded into the wrapped model in _resume)
+        full_ckpt = self.resume_from is not None and ckpt.has_full_weights(self.resume_from)
+        self.model, self.tok = self.policy.load(self.resume_from / "model" if full_ckpt else self.model_dir)
         self.ref = None
-        if cfg.beta > 0:
-            self.ref = self.policy.load(Path(cfg.ref_model))[0] if cfg.ref_model else copy.deepcopy(self.model)
+        if cfg.beta > 0:  # the KL reference: `ref_model`, else the initial policy (also when resuming)
+            if cfg.ref_model or self.resume_from is not None:
+                self.ref = self.policy.load(Path(cfg.ref_model) if cfg.ref_model else self.model_dir)[0]
+            else:
+                self.ref = copy.deepcopy(self.model)
             self.ref.requires_grad_(False).eval()
         self.task = get_task(cfg.task, **cfg.task_args)
         self.sampler = PromptSampler(self.task.samples("train", cfg.train_prompts, seed=cfg.seed), cfg.seed)
@@ -145,19 +150,38 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
-        """Checkpoint (rank 0 writes; every rank waits until it is complete)."""
-        path = None
-        # FSDP2: the full weights and optimizer state (by parameter name) gathered to rank 0, a collective
-        model_sd, opt_sd = full_state(self.model, self.opt) if self.dist.sharded else (None, None)
+        """Checkpoint (rank 0 writes the directory; every rank waits until it is complete).
+
+        checkpoint_format 'full': rank 0 writes the whole model (safetensors) and optimizer state; under FSDP2
+        they are first gathered to it. 'sharded': every rank writes its own shards of both with
+        torch.distributed.checkpoint into the same temporary directory, then rank 0 adds the rest."""
+        path = tmp = None
+        model_sd = opt_sd = None
+        # an optimizer that has not stepped yet is saved as its plain (empty) state dict: reading it through
+        # torch.distributed.checkpoint would initialise its moments and step count
+        opt = self.opt if self.opt.state else None
+        if self.cfg.checkpoint_format == "sharded":
+            tmp = ckpt.begin(self.out, self.step) if self.dist.is_main else None
+            tmp = Path(self.dist.gather_objects(str(tmp) if tmp else None)[0])  # rank 0's directory, everywhere
+            ckpt.save_shards(tmp / ckpt.SHARDS, self.model, opt)  # a collective
+        elif self.dist.sharded:  # FSDP2: full weights and optimizer state (by parameter name) to rank 0
+            model_sd, opt_sd = full_state(self.model, opt)
         if self.dist.is_main:
-            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, self._state(opt_sd),
-                                        self.cfg.keep_checkpoints, state_dict=model_sd)
+            state = self._state(opt_sd)
+            if tmp is not None and opt is not None:
+                state["optimizer"] = "shards"  # the optimizer state is in the shards
+            path = ckpt.save_checkpoint(self.out, self.step, self.model, self.tok, state,
+                                        self.cfg.keep_checkpoints, state_dict=model_sd, tmp=tmp)
         self.dist.barrier()
         return path
 
     def _resume(self, path: Path) -> None:
         s = torch.load(path / "trainer_state.pt", weights_only=False)
-        load_optimizer_state(self.model, self.opt, s["optimizer"])  # index- or name-keyed, sharded or not
+        in_shards = s["optimizer"] == "shards"
+        if (path / ckpt.SHARDS).is_dir():  # weights (and optimizer) from the shards, resharded to this job
+            ckpt.load_shards(path / ckpt.SHARDS, self.model, self.opt if in_shards else None)
+        if not in_shards:
+            load_optimizer_state(self.model, self.opt, s["optimizer"])  # index- or name-keyed, sharded or not
         self.sched.load_state_dict(s["scheduler"])
         ckpt.set_rng_state(s["rng"])
         self.engine.load_state_dict(s["engine"])

@@ -139,8 +139,33 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
           dist=fsdp)
     train(build_config(extra=fsdp_kw | dict(steps=2, fsdp_param_dtype="bfloat16")), Path(out) / "fsdp_bf16",
           progress=False, evaluate=False, dist=bf16)
+    results["verifier_calls"] = verifier_calls(model_dir, Path(out) / "count", d)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     shutdown(d)
+
+
+class CountingTask:
+    """A task whose verifier counts its calls (in this process)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.calls = inner, inner.name, 0
+
+    def samples(self, *a, **k):
+        return self.inner.samples(*a, **k)
+
+    def score(self, sample, text):
+        self.calls += 1
+        return self.inner.score(sample, text)
+
+
+def verifier_calls(model_dir: str, out: Path, d: Dist) -> int:
+    """How many responses this rank verified in a one-step run."""
+    from lengthrl.train.loop import Trainer
+
+    tr = Trainer(build_config(extra=RUN_KW | dict(model=model_dir, steps=1)), out, progress=False, dist=d)
+    tr.task = CountingTask(tr.task)
+    tr.run()
+    return tr.task.calls
 
 
 def _free_port() -> int:
@@ -338,6 +363,13 @@ def test_param_dtype_needs_fsdp(model_dir):
         build_config(extra=RUN_KW | dict(model=model_dir, dist_strategy="fsdp", fsdp_param_dtype="int8"))
     with pytest.raises(ConfigError, match="fsdp_param_dtype"):
         init_from_env("ddp", "bfloat16")
+
+
+def test_each_rank_verifies_only_its_own_responses(two_ranks):
+    """Verification is split (each rank its prompts' G responses), the verdicts are gathered for the rewards."""
+    calls = [torch.load(two_ranks / f"rank{r}.pt", weights_only=False)["verifier_calls"] for r in range(WORLD)]
+    n = RUN_KW["prompts_per_step"] * RUN_KW["group_size"]
+    assert calls == [n // WORLD] * WORLD
 
 
 # ---- single-process pieces ------------------------------------------------------------------------------------

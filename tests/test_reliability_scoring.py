@@ -14,7 +14,7 @@ from lengthrl.tasks import get_task
 from lengthrl.tasks.base import Score
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer
-from lengthrl.train.scoring import call_with_deadline, score_batch
+from lengthrl.train.scoring import call_with_deadline, reward_batch, score_batch, verify_batch
 from runkit import MICRO
 
 RELEASE = threading.Event()  # lets the abandoned "hung" threads finish at the end of the module
@@ -90,6 +90,25 @@ def test_score_batch_isolates_every_kind_of_failure():
     assert kinds == {1: "error", 2: "timeout", 4: "error", 5: "error"}
     assert "verifier crashed" in out.failures[0]["error"] and out.failures[1]["response"] == "r2"
     assert "nan" in out.failures[2]["error"] and out.failures[0]["prompt_id"] == s[0].id
+
+
+def test_verifying_in_parts_then_rewarding_the_whole_equals_score_batch():
+    """What several ranks do (each verifies its prompts' responses, the verdicts are joined, the rewards are
+    computed on the whole batch) gives score_batch's result, failure indices included."""
+    task = get_task("arith_chain")
+    s = task.samples("train", 4)
+    texts = [f"<answer>{x.answer if i % 3 else 0}</answer>" for i, x in enumerate(y for y in s for _ in range(2))]
+    texts[5] = ""  # no answer
+    lengths = torch.tensor([float(len(t)) for t in texts])
+    reward = CompositeReward.from_config([{"name": "correct"}, {"name": "kimi", "weight": 0.5},
+                                          {"name": "format", "weight": 0.2}])
+    whole = score_batch(task, reward, s, texts, lengths, 2)
+    parts = [verify_batch(task, s[lo:lo + 2], texts[lo * 2:(lo + 2) * 2], 2) for lo in (0, 2)]
+    joined = reward_batch(reward, s, parts[0][0] + parts[1][0], parts[0][1] + parts[1][1], lengths, 2)
+    assert torch.equal(whole.rewards, joined.rewards) and torch.equal(whole.correct, joined.correct)
+    assert whole.terms.keys() == joined.terms.keys() and all(torch.equal(whole.terms[k], joined.terms[k])
+                                                             for k in whole.terms)
+    assert 0 < int(whole.correct.sum()) < len(texts)
 
 
 def test_the_run_goes_on_and_logs_the_failed_samples(tmp_path):

@@ -7,9 +7,10 @@ What is split and what is global (W ranks, N = prompts_per_step × G responses p
 - rollouts: each rank samples its block; the block is one "rollout shard", seeded by (seed, step, shard),
   so a run's samples do not depend on how many ranks share the work (`rollout_shards` in the config lets one
   process reproduce a W-rank run exactly);
-- scoring, rewards, advantages, rollout metrics: the responses' texts, lengths and truncation flags are
-  gathered, and every rank scores the whole batch. Batch-level rewards (GRPO-lambda), stateful ones (HAPO's
-  history) and batch-whitened advantages are therefore exact, and every rank holds the same reward state;
+- scoring, rewards, advantages, rollout metrics: each rank verifies its own responses; texts, lengths,
+  truncation flags and verdicts are gathered, and every rank computes the rewards of the whole batch.
+  Batch-level rewards (GRPO-lambda), stateful ones (HAPO's history) and batch-whitened advantages are
+  therefore exact, and every rank holds the same reward state;
 - update: mini-batches are the same sets of groups as in one process (one shared generator); each loss is
   normalised by the global token count T_tot and sequence count B' (all-reduced) and passed as
   `num_tokens` / `num_seqs`, so the sum over ranks of the rank losses is the loss of the whole mini-batch.
@@ -19,7 +20,8 @@ What is split and what is global (W ranks, N = prompts_per_step × G responses p
 - FSDP2 (`strategy = "fsdp"`): parameters, gradients and optimizer state are sharded; sampling and the old
   log-probs run inside `Dist.full_weights` (the weights unsharded once, then forwards without collectives, as
   many as each rank needs); checkpoints gather the full state to rank 0 (`full_state`), in the format of one
-  process, with the optimizer state keyed by parameter name (`load_optimizer_state` reads either format);
+  process, with the optimizer state keyed by parameter name (`load_optimizer_state` reads either format),
+  or, with checkpoint_format = 'sharded', every rank writes its shards (`checkpoint.save_shards`);
 - logs, samples, checkpoints and the final evaluation: rank 0 only. Resume reads the checkpoint on every rank
   (the run directory must be on a shared file system across machines).
 """

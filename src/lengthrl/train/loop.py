@@ -38,7 +38,7 @@ from lengthrl.train.distributed import (
 )
 from lengthrl.train.faults import pause_point
 from lengthrl.train.metrics import MetricsLog, rollout_metrics, truncate_jsonl
-from lengthrl.train.scoring import score_batch
+from lengthrl.train.scoring import reward_batch, verify_batch
 from lengthrl.train.update import UpdateBatch, batched_logprobs, make_optimizer, ppo_update
 
 log = logging.getLogger("lengthrl.train")
@@ -209,9 +209,14 @@ class Trainer:
         prompt_ids = encode_prompts(self.tok, samples[lo:hi], self.max_prompt_tokens)
         batch = self._generate(prompt_ids)  # [n = this rank's prompts × G]
         t_roll = time.perf_counter() - t0
-        texts, lengths, truncated = self._gather(batch.texts(self.tok), batch.lengths, batch.truncated)  # [N]
-        scored = score_batch(self.task, self.reward, samples, texts, lengths, G, truncated,
-                             timeout_s=cfg.score_timeout_s)
+        # each rank verifies its own responses; rewards need the whole batch, so the verdicts are gathered
+        local_texts = batch.texts(self.tok)
+        verdicts, fails = verify_batch(self.task, samples[lo:hi], local_texts, G, timeout_s=cfg.score_timeout_s)
+        for f in fails:
+            f["index"] += lo * G  # an index into the whole batch
+        texts, lengths, truncated, verdicts, fails = self._gather(local_texts, batch.lengths, batch.truncated,
+                                                                  verdicts, fails)  # [N]
+        scored = reward_batch(self.reward, samples, verdicts, fails, lengths, G, truncated)
         if scored.failures and self.dist.is_main:
             with open(self.out / "score_errors.jsonl", "a") as f:
                 for fail in scored.failures:
@@ -302,12 +307,15 @@ class Trainer:
             out.append(self.engine.generate(prompt_ids[i * k:(i + 1) * k], G, params))
         return out[0] if len(out) == 1 else concat_rollouts(out, self.engine.pad_token_id)
 
-    def _gather(self, texts: list[str], lengths: torch.Tensor, truncated: torch.Tensor):
-        """The whole batch's texts [N], lengths [N] and truncation flags [N], in rank order, on every rank."""
+    def _gather(self, texts: list[str], lengths: torch.Tensor, truncated: torch.Tensor, verdicts: list,
+                failures: list[dict]):
+        """The whole batch's texts [N], lengths [N], truncation flags [N], verifier verdicts [N] and failures,
+        in rank order, on every rank."""
         if not self.dist.enabled:
-            return texts, lengths, truncated
-        parts = self.dist.gather_objects((texts, lengths, truncated))
-        return [t for p in parts for t in p[0]], torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+            return texts, lengths, truncated, verdicts, failures
+        parts = self.dist.gather_objects((texts, lengths, truncated, verdicts, failures))
+        return ([t for p in parts for t in p[0]], torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                [v for p in parts for v in p[3]], [f for p in parts for f in p[4]])
 
     # ---- the loop ------------------------------------------------------------------------------------------
     def run(self) -> list[dict]:

@@ -87,7 +87,17 @@ def score_batch(task: Task, reward: CompositeReward, samples: list[Sample], text
                 timeout_s: float | None = None) -> Scored:
     """samples: one per prompt; texts/lengths/truncated: [prompts × group_size] responses, groups contiguous.
     `truncated` (hit the token budget without EOS) goes to the terms that take it (DLER: a cut-off response
-    has length exactly max_len and must still get 0). `timeout_s`: deadline of one verifier call (None: none)."""
+    has length exactly max_len and must still get 0). `timeout_s`: deadline of one verifier call (None: none).
+    = `verify_batch` then `reward_batch`; with several processes each rank verifies its own responses and the
+    verdicts are gathered before the rewards, which need the whole batch."""
+    scores, failures = verify_batch(task, samples, texts, group_size, timeout_s)
+    return reward_batch(reward, samples, scores, failures, lengths, group_size, truncated)
+
+
+def verify_batch(task: Task, samples: list[Sample], texts: list[str], group_size: int,
+                 timeout_s: float | None = None) -> tuple[list[Score], list[dict]]:
+    """The verifier's `Score` of every response (FAILED for one that raised, hung or returned a non-Score)
+    and the failures, {index, prompt_id, kind: error|timeout, error, response}, index into `texts`."""
     items = [(samples[i // group_size], text) for i, text in enumerate(texts)]
     scores: list[Score] = []
     failures: list[dict] = []
@@ -105,15 +115,22 @@ def score_batch(task: Task, reward: CompositeReward, samples: list[Sample], text
         failures.append({"index": i, "prompt_id": sample.id, "kind": status, "error": err[:500],
                          "response": texts[i][:2000]})
         scores.append(FAILED)
+    return scores, failures
+
+
+def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Score], failures: list[dict],
+                 lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None) -> Scored:
+    """The reward terms and total of the whole batch from its verdicts (`verify_batch`)."""
+    n = len(scores)
     correct = torch.tensor([s.correct for s in scores], dtype=torch.bool)
     fmt = torch.tensor([s.format_ok for s in scores], dtype=torch.bool)
     task_reward = torch.tensor([float(s.reward) for s in scores], dtype=torch.float32)
     kw = {}
     if any(s.target_len is not None for s in samples):
-        kw["target"] = torch.tensor([float(samples[i // group_size].target_len or 0) for i in range(len(texts))])
+        kw["target"] = torch.tensor([float(samples[i // group_size].target_len or 0) for i in range(n)])
     if truncated is not None:
         kw["truncated"] = truncated
-    ids = [samples[i // group_size].id for i in range(len(texts))]
+    ids = [samples[i // group_size].id for i in range(n)]
     needs = {k for t in reward.terms for k in _per_sample_keys(t.name)}
     kw = {k: v for k, v in kw.items() if k in needs}
     total, terms = reward(lengths, correct, group_size, format_ok=fmt, task_reward=task_reward,

@@ -21,15 +21,22 @@ SETS = ["task=arith_chain", "train_prompts=64", "eval_prompts=0", "prompts_per_s
         'reward=[{name="correct",weight=1.0},{name="kimi",weight=1.0}]']
 
 
-def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False, extra: tuple = ()) \
-        -> subprocess.CompletedProcess:
+def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False, extra: tuple = (),
+        pause_at: str | None = None):
+    """`lengthrl train` on `nproc` processes, to the end (a CompletedProcess); with `pause_at`
+    (LENGTHRL_PAUSE_AT, see lengthrl.train.faults) started in its own session and returned running (a Popen,
+    stderr in OUT.stderr) for the test to kill."""
     args = [f"--set={s}" for s in SETS + [f"model={model}", f"steps={steps}", *extra]]
     args += ["--out", str(out), "--quiet"] + (["--resume"] if resume else [])
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 \
         else [sys.executable]
     env = os.environ | {"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(launcher + ["-m", "lengthrl", "train", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    cmd = launcher + ["-m", "lengthrl", "train", *args]
+    if pause_at:
+        err = open(out.with_suffix(".stderr"), "w")  # noqa: SIM115 - kept open for the child
+        return subprocess.Popen(cmd, env=env | {"LENGTHRL_PAUSE_AT": pause_at}, stdout=subprocess.DEVNULL,
+                                stderr=err, text=True, start_new_session=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def rows(path: Path) -> list[dict]:
@@ -81,3 +88,41 @@ def test_torchrun_fsdp_train_then_evaluate(tmp_path):
     assert [(r["length"], r["correct"]) for r in ev1["records"]] == [(r["length"], r["correct"]) for r in
                                                                      ev2["records"]]
     assert len(ev2["records"]) == 4 and ev2["metrics"]["acc"] == ev1["metrics"]["acc"]
+
+
+def test_torchrun_fsdp_killed_inside_a_sharded_checkpoint_resumes(tmp_path):
+    """2 FSDP2 ranks with sharded checkpoints, the whole job SIGKILLed while rank 0 is inside the step-2
+    checkpoint write (the shards written, the directory not yet renamed): `--resume` discards the unfinished
+    write, restarts from step 1's shards and ends with the metrics of an uninterrupted one-process run."""
+    import signal
+    import time
+
+    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
+                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
+                                       max_position_embeddings=128))
+    one, two = tmp_path / "one", tmp_path / "two"
+    extra = ("dist_strategy=fsdp", "checkpoint_format=sharded")
+    ok(run(one, model, 3, 1, extra=extra), one, 3)
+    p = run(two, model, 3, 2, extra=extra, pause_at="save:2")
+    marker = two / ".paused-save-2"
+    t0 = time.monotonic()
+    while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 300:
+        time.sleep(0.2)
+    assert marker.exists(), two.with_suffix(".stderr").read_text()[-2000:]
+    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks
+    p.wait()
+    tmp = list((two / "checkpoints").glob(".tmp-*"))
+    assert len(tmp) == 1 and (tmp[0] / "shards" / ".metadata").is_file()  # killed mid-write
+    ok(run(two, model, 3, 2, resume=True, extra=extra), two, 3)
+    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        for k, v in x.items():
+            if k.endswith("time_s") or k == "tokens_per_s":
+                continue
+            if isinstance(v, float):
+                assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-6), (x["step"], k)
+            else:
+                assert v == y[k], (x["step"], k)
+    assert not list((two / "checkpoints").glob(".tmp-*"))
+    assert sorted(q.name for q in (two / "checkpoints").iterdir()) == ["step_000002", "step_000003"]

@@ -43,6 +43,20 @@ def rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
+def same_metrics(one: Path, two: Path, steps: int) -> None:
+    """The two runs logged the same metrics (floats within 1e-6) for steps 1..steps."""
+    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
+    assert [r["step"] for r in b] == list(range(1, steps + 1))
+    for x, y in zip(a, b, strict=True):
+        for k, v in x.items():
+            if k.endswith("time_s") or k == "tokens_per_s":
+                continue
+            if isinstance(v, float):
+                assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-6), (x["step"], k)
+            else:
+                assert v == y[k], (x["step"], k)
+
+
 def ok(p: subprocess.CompletedProcess, out: Path, steps: int) -> None:
     """Success, or an abort at teardown after every step was logged (seen with gloo)."""
     done = (out / "metrics.jsonl").is_file() and len(rows(out / "metrics.jsonl")) == steps
@@ -57,16 +71,7 @@ def test_torchrun_train_and_resume_equal_one_process(tmp_path):
     ok(run(one, model, 3, 1), one, 3)
     ok(run(two, model, 2, 2), two, 2)
     ok(run(two, model, 3, 2, resume=True), two, 3)
-    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
-    assert [r["step"] for r in b] == [1, 2, 3]
-    for x, y in zip(a, b):
-        for k, v in x.items():
-            if k.endswith("time_s") or k == "tokens_per_s":
-                continue
-            if isinstance(v, float):
-                assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-6), (x["step"], k)
-            else:
-                assert v == y[k], (x["step"], k)
+    same_metrics(one, two, steps=3)
     assert (two / "final" / "config.json").is_file()
 
 
@@ -114,15 +119,6 @@ def test_torchrun_fsdp_killed_inside_a_sharded_checkpoint_resumes(tmp_path):
     tmp = list((two / "checkpoints").glob(".tmp-*"))
     assert len(tmp) == 1 and (tmp[0] / "shards" / ".metadata").is_file()  # killed mid-write
     ok(run(two, model, 3, 2, resume=True, extra=extra), two, 3)
-    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
-    assert [r["step"] for r in b] == [1, 2, 3]
-    for x, y in zip(a, b):
-        for k, v in x.items():
-            if k.endswith("time_s") or k == "tokens_per_s":
-                continue
-            if isinstance(v, float):
-                assert y[k] == pytest.approx(v, rel=1e-6, abs=1e-6), (x["step"], k)
-            else:
-                assert v == y[k], (x["step"], k)
+    same_metrics(one, two, steps=3)
     assert not list((two / "checkpoints").glob(".tmp-*"))
     assert sorted(q.name for q in (two / "checkpoints").iterdir()) == ["step_000002", "step_000003"]

@@ -43,8 +43,9 @@ RUN_KW = dict(task="arith_chain", train_prompts=64, eval_prompts=0, prompts_per_
                       {"name": "hapo", "weight": 1.0}])
 TOL = 1e-6
 # the paths a plain run does not take: a reference model (KL), dynamic sampling (ranks keep unequal numbers of
-# rows), two epochs (old log-probs), another loss
-EXTRA_KW = dict(steps=2, beta=0.05, dynamic_sampling=True, epochs=2, loss="dapo", checkpoint_every=0)
+# rows), two epochs (old log-probs), another loss, gradient checkpointing
+EXTRA_KW = dict(steps=2, beta=0.05, dynamic_sampling=True, epochs=2, loss="dapo", checkpoint_every=0,
+                gradient_checkpointing=True)
 MB_SEED = 1  # mini-batches {groups 1, 3} and {0, 2}: each holds rows of both ranks (rank 0: groups 0-1)
 
 

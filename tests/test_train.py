@@ -77,6 +77,34 @@ def test_gradient_accumulation_equals_one_batch(micro_dir, loss):
         assert torch.allclose(results[0], results[1], atol=2e-6) and torch.allclose(results[0], results[2], atol=2e-6)
 
 
+def test_gradient_checkpointing_recomputes_and_keeps_the_gradient(micro_dir, tmp_path):
+    """With gradient_checkpointing the decoder layers run again in the backward pass (counted by a pre-hook:
+    2 calls per micro-batch instead of 1) and the update's gradient is the same (1e-6)."""
+    from lengthrl.models import load_policy
+    from lengthrl.train.loop import enable_gradient_checkpointing
+
+    grads, calls = [], []
+    for gc in (False, True):
+        model, _ = load_policy(micro_dir)
+        if gc:
+            enable_gradient_checkpointing(model)
+        n = [0]
+        # a pre-hook: the recomputation stops once it has what the backward needs, before any forward hook
+        model.model.layers[0].register_forward_pre_hook(lambda *a: n.__setitem__(0, n[0] + 1))
+        cfg = cfg_for(micro_dir, loss="luspo", micro_batch_size=4, grad_clip=0.0, gradient_checkpointing=gc)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        batch = _fixed_batch(model.config.vocab_size)
+        batch.old_logp = None
+        ppo_update(model, opt, sched, batch, cfg, torch.Generator().manual_seed(0))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        calls.append(n[0])
+    assert calls == [2, 4]  # 2 micro-batches; with checkpointing each forward runs again in the backward
+    assert float((grads[0] - grads[1]).abs().max()) < 1e-6 and float(grads[0].abs().max()) > 1e-4
+    tr = train(cfg_for(micro_dir, gradient_checkpointing=True), tmp_path, progress=False, evaluate=False)
+    assert tr.model.is_gradient_checkpointing and tr.metrics.rows()[-1]["step"] == 2
+
+
 @pytest.mark.parametrize("extra", [{}, {"beta": 0.1}, {"checkpoint_format": "sharded"}],
                          ids=["plain", "kl-reference", "sharded-checkpoint"])
 def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path, extra):

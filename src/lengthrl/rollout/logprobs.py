@@ -107,6 +107,8 @@ def _lean_ok(model) -> bool:
         return False  # a DDP / FSDP-wrapped model must run its own forward (gradient sync, sharded weights)
     if fast_unsupported_reason(model) is not None:
         return False
+    if model.training and getattr(model, "is_gradient_checkpointing", False):
+        return False  # the model's own forward recomputes its layers in the backward pass
     return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)
 
 

@@ -102,6 +102,8 @@ class Trainer:
         # checkpoint has no weights file: they are loaded into the wrapped model in _resume)
         full_ckpt = self.resume_from is not None and ckpt.has_full_weights(self.resume_from)
         self.model, self.tok = self.policy.load(self.resume_from / "model" if full_ckpt else self.model_dir)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
         self.ref = None
         if cfg.beta > 0:  # the KL reference: `ref_model`, else the initial policy (also when resuming)
             if cfg.ref_model or self.resume_from is not None:
@@ -411,6 +413,15 @@ class Trainer:
         return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
                         samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
                         out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir))
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """transformers' gradient checkpointing (non-reentrant, so it composes with DDP and FSDP2), or a ConfigError
+    when the model class has none."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"config key 'gradient_checkpointing': {type(model).__name__} does not support it; "
+                          "set gradient_checkpointing = false")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _nonfinite_term(scored) -> str | None:

@@ -43,6 +43,32 @@ def rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        q = todo.pop()
+        out.append(q)
+        todo += children.get(q, [])
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, killed and not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def same_metrics(one: Path, two: Path, steps: int) -> None:
     """The two runs logged the same metrics (floats within 1e-6) for steps 1..steps."""
     a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
@@ -114,8 +140,15 @@ def test_torchrun_fsdp_killed_inside_a_sharded_checkpoint_resumes(tmp_path):
     while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 300:
         time.sleep(0.2)
     assert marker.exists(), two.with_suffix(".stderr").read_text()[-2000:]
-    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks
+    procs = descendants(p.pid)  # the launcher and both ranks (torchrun starts each rank in its own session)
+    assert len(procs) >= 3, procs
+    for pid in procs:
+        os.kill(pid, signal.SIGKILL)
     p.wait()
+    t0 = time.monotonic()
+    while any(alive(pid) for pid in procs) and time.monotonic() - t0 < 30:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in procs)
     tmp = list((two / "checkpoints").glob(".tmp-*"))
     assert len(tmp) == 1 and (tmp[0] / "shards" / ".metadata").is_file()  # killed mid-write
     ok(run(two, model, 3, 2, resume=True, extra=extra), two, 3)

@@ -79,13 +79,18 @@ def test_style_summary_on_a_hand_made_eval_file(tmp_path, capsys):
     assert s["all"]["acc"] == pytest.approx(0.5) and s["all"]["share"] == 1.0
     assert main(["styles", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[str(path)]["steps"]["n"] == 1
+    assert s["concise"]["acc_se"] == pytest.approx(((1 / 3) * (2 / 3) / 3) ** 0.5)
     assert main(["styles", str(path)]) == 0
     assert "verbose" in capsys.readouterr().out
+    pooled = eval_file_styles([path, path])
+    assert pooled["concise"]["n"] == 6 and pooled["concise"]["acc"] == s["concise"]["acc"]
+    assert main(["styles", str(path), str(path), "--pool", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[f"{path} + {path}"]["all"]["n"] == 12
 
 
 def test_style_summary_empty_style_and_errors(tmp_path, capsys):
     s = style_summary(RECORDS[:1])
-    assert s["steps"] == {"n": 0, "share": 0.0, "acc": None, "len": None}
+    assert s["steps"] == {"n": 0, "share": 0.0, "acc": None, "acc_se": None, "len": None}
     with pytest.raises(DataError, match="no records"):
         style_summary([])
     assert main(["styles", str(tmp_path / "missing.json")]) == 2

@@ -83,7 +83,8 @@ def classify_style(response: str, task: str | None = None) -> str:
 
 
 def style_summary(records: Sequence[EvalRecord | dict], task: str | None = None) -> dict[str, dict[str, Any]]:
-    """Per style (and ``all``): ``n``, ``share`` of the records, ``acc`` and mean ``len`` (None when empty)."""
+    """Per style (and ``all``): ``n``, ``share`` of the records, ``acc`` with its binomial standard error
+    ``acc_se``, and mean ``len`` (the last three None when the style has no records)."""
     recs = records_from_dicts(list(records))
     if not recs:
         raise DataError("styles: no records to summarise")
@@ -94,21 +95,24 @@ def style_summary(records: Sequence[EvalRecord | dict], task: str | None = None)
     out = {}
     for style, rs in groups.items():
         n = len(rs)
+        acc = sum(r.correct for r in rs) / n if n else None
         out[style] = {
             "n": n,
             "share": n / len(recs),
-            "acc": sum(r.correct for r in rs) / n if n else None,
+            "acc": acc,
+            "acc_se": None if acc is None else (acc * (1 - acc) / n) ** 0.5,
             "len": sum(r.length for r in rs) / n if n else None,
         }
     return out
 
 
-def eval_file_styles(path: str | Path, task: str | None = None) -> dict[str, dict[str, Any]]:
-    """`style_summary` of an eval file; the task defaults to the file's own when it has trace shapes."""
-    result = load_eval(path)
-    if task is None and result.task in SHAPES:
-        task = result.task
-    return style_summary(result.records, task)
+def eval_file_styles(paths: str | Path | Sequence[str | Path], task: str | None = None) -> dict[str, dict[str, Any]]:
+    """`style_summary` of one eval file, or of several pooled (e.g. the seeds of one recipe); the task defaults
+    to the files' own when it has trace shapes."""
+    results = [load_eval(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if task is None and results[0].task in SHAPES:
+        task = results[0].task
+    return style_summary([r for res in results for r in res.records], task)
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -118,7 +122,8 @@ def _fmt(v: float | None, spec: str) -> str:
 @command("styles", help="accuracy, mean length and share per solution style (concise/steps/verbose/other) "
          "of procedural-task eval files",
          examples=["lengthrl styles runs/luspo/eval.json",
-                   "lengthrl styles runs/gspo/eval.json runs/luspo/eval.json --task count_letters --json"])
+                   "lengthrl styles runs/gspo/eval.json runs/luspo/eval.json --task count_letters --json",
+                   "lengthrl styles runs/gspo/eval.json runs/gspo-seed1/eval.json --pool"])
 def run(args) -> int:
     """Print one table per eval file (or JSON with --json)."""
     import json  # noqa: PLC0415
@@ -126,17 +131,21 @@ def run(args) -> int:
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    results = {str(p): eval_file_styles(p, args.task) for p in args.files}
+    if args.pool:
+        results = {" + ".join(args.files): eval_file_styles(args.files, args.task)}
+    else:
+        results = {str(p): eval_file_styles(p, args.task) for p in args.files}
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     console = Console()
     for path, summary in results.items():
         table = Table(title=f"solution styles of {path}")
-        for col in ("style", "n", "share", "acc", "mean len"):
+        for col in ("style", "n", "share", "acc", "acc s.e.", "mean len"):
             table.add_column(col, justify="right")
         for style, s in summary.items():
-            table.add_row(style, str(s["n"]), f"{s['share']:.3f}", _fmt(s["acc"], ".3f"), _fmt(s["len"], ".1f"))
+            table.add_row(style, str(s["n"]), f"{s['share']:.3f}", _fmt(s["acc"], ".3f"), _fmt(s["acc_se"], ".3f"),
+                          _fmt(s["len"], ".1f"))
         console.print(table)
     return 0
 
@@ -146,4 +155,5 @@ def _args(p) -> None:
     p.add_argument("files", nargs="+", help="eval files (a run's eval.json, or written by `lengthrl eval --out`)")
     p.add_argument("--task", default=None, help=f"trace shapes of this task ({', '.join(SHAPES)}); default: the "
                    "eval file's task, else every task's")
+    p.add_argument("--pool", action="store_true", help="one summary over the records of all the files (seeds)")
     p.add_argument("--json", action="store_true", help="print the summaries as JSON")

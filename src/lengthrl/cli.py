@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "lengthrl.train.cli",
     "lengthrl.rewards.cli",
     "lengthrl.eval.cli",
+    "lengthrl.eval.styles",
     "lengthrl.analysis.compare",
     "lengthrl.analysis.report",
     "lengthrl.demo",

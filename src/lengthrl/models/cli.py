@@ -14,16 +14,20 @@ from lengthrl.commands import command
         "lengthrl organism",
         "lengthrl organism --out runs/organism --steps 1200 --seed 1",
         "lengthrl organism --tasks arith_chain --minutes 3 --force",
+        "lengthrl organism --out runs/organism-ab --knob count_letters.min_len=8 --knob count_letters.max_len=14 "
+        "--knob count_letters.alphabet=ab",
     ],
 )
 def run(args):
-    from lengthrl.models.organism import build_organism, read_organism_info
+    from lengthrl.models.organism import build_organism, parse_knobs, read_organism_info
 
     overrides = {}
     if args.n_eval is not None:
         overrides["n_eval"] = args.n_eval
     if args.tasks:
         overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.knob:
+        overrides["task_knobs"] = parse_knobs(args.knob)
     out = build_organism(out_dir=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes,
                          force=args.force, cache_dir=args.cache_dir, **overrides)
     info = read_organism_info(out) or {}
@@ -41,4 +45,7 @@ def _args(p):
     p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
     p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 100)")
     p.add_argument("--cache-dir", default=None, help="cache root (default $LENGTHRL_CACHE or ~/.cache/lengthrl)")
+    p.add_argument("--knob", action="append", default=[], metavar="TASK.KNOB=VALUE",
+                   help="task difficulty knob for the SFT data (repeatable), e.g. count_letters.max_len=14, "
+                        "count_letters.alphabet=ab, count_letters.style_weights=1,2,2")
     p.add_argument("--force", action="store_true", help="rebuild even if the directory already holds an organism")

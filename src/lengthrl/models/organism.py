@@ -9,6 +9,7 @@ cached under a hash of its config and loaded like any user model with `load_poli
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -101,6 +102,59 @@ def make_config(**overrides) -> OrganismConfig:
     cfg = OrganismConfig(**overrides)
     cfg.validate()
     return cfg
+
+
+def knob_defaults(task: str) -> dict:
+    """The difficulty knobs of a procedural task with their defaults (its own and the style/split ones)."""
+    if task not in PROCEDURAL_TASKS:
+        raise ConfigError(f"--knob: unknown task {task!r}; valid: {', '.join(PROCEDURAL_TASKS)}")
+    out = {}
+    for cls in reversed(PROCEDURAL_TASKS[task].__mro__):
+        if "__init__" in vars(cls) and cls is not object:
+            for name, p in inspect.signature(cls.__init__).parameters.items():
+                if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD:
+                    out[name] = p.default
+    return out
+
+
+def _knob_value(where: str, text: str, default):
+    """`text` read as the type of the knob's default: int, float, str, or a comma list of numbers (a tuple)."""
+    kinds = {int: "an integer", float: "a number", str: "text", tuple: "comma-separated numbers, e.g. 1,2,2"}
+    kind = type(default) if type(default) in kinds else str
+    try:
+        if kind is tuple:
+            return tuple(float(x) for x in text.split(","))
+        if kind is int:
+            return int(text)
+        return float(text) if kind is float else text
+    except ValueError:
+        raise ConfigError(f"--knob {where}={text}: {where} takes {kinds[kind]}, got {text!r}") from None
+
+
+def parse_knobs(items: list[str] | None) -> dict[str, dict]:
+    """``["count_letters.max_len=14", "count_letters.alphabet=ab"]`` -> ``{"count_letters": {...}}``.
+
+    Each value is read as the type of the knob's default (int, float, str, or a comma list for
+    ``style_weights``); the knobs of each task are then checked by building the task. A malformed item, an
+    unknown task or knob, or a bad value raises a ConfigError naming the knob and the valid ones.
+    """
+    out: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        task, dot, knob = key.strip().partition(".")
+        if not sep or not dot or not task or not knob or not text.strip():
+            raise ConfigError(f"--knob expects TASK.KNOB=VALUE, got {item!r}; e.g. --knob count_letters.max_len=14")
+        defaults = knob_defaults(task)
+        if knob not in defaults:
+            raise ConfigError(f"--knob {key}: {task} has no knob {knob!r}; valid knobs: "
+                              + ", ".join(f"{task}.{k}" for k in defaults))
+        out.setdefault(task, {})[knob] = _knob_value(key, text.strip(), defaults[knob])
+    for task, knobs in out.items():
+        try:
+            make_procedural_task(task, **knobs)  # range and alphabet checks, errors naming the knob
+        except ConfigError as e:
+            raise ConfigError(f"--knob {task}: {e}") from None
+    return out
 
 
 @torch.no_grad()

@@ -366,7 +366,10 @@ class Trainer:
         self.save()
         model_sd = full_state(self.model)[0] if self.dist.sharded else None
         if self.dist.is_main:
-            self.model.save_pretrained(self.out / "final", safe_serialization=True, state_dict=model_sd)
+            from lengthrl.models.loading import quiet_progress
+
+            with quiet_progress():  # no per-shard progress bar in the training output
+                self.model.save_pretrained(self.out / "final", safe_serialization=True, state_dict=model_sd)
             self.tok.save_pretrained(self.out / "final")
         self.dist.barrier()
         return self.metrics.rows()

@@ -7,7 +7,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo demo-budget demo-dllm audit bench clean
+.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc audit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,18 @@ demo: $(STAMP)
 
 demo-budget: $(STAMP)
 	$(VENV)/bin/lengthrl demo-budget --out runs/demo-budget
+
+# When length buys accuracy (docs/organism.md): the count_letters 'ab' 6-10 organism variant (2000 SFT steps,
+# reused when built), then GSPO and LUSPO from it, seeds 0 and 1, and the per-style summaries pooled over seeds.
+LENACC_KNOBS := --knob count_letters.min_len=6 --knob count_letters.max_len=10 --knob count_letters.alphabet=ab \
+	--knob count_letters.style_weights=1,2,0
+demo-lenacc: $(STAMP)
+	$(VENV)/bin/lengthrl organism --out runs/organism-lenacc --steps 2000 $(LENACC_KNOBS)
+	for loss in gspo luspo; do for seed in 0 1; do \
+		$(VENV)/bin/lengthrl train --config configs/lenacc_$$loss.toml --set seed=$$seed --set threads=1 --quiet \
+			--out runs/lenacc/$$loss-s$$seed || exit 1; done; done
+	for loss in gspo luspo; do $(VENV)/bin/lengthrl styles runs/lenacc/$$loss-s0/eval.json \
+		runs/lenacc/$$loss-s1/eval.json --pool || exit 1; done
 
 # JustGRPO of the diffusion organism through the trainer; accuracy and pass@k (AR vs confidence order) before/after.
 demo-dllm: $(STAMP)

@@ -217,6 +217,9 @@ def _train_into(tmp: Path, cfg: OrganismConfig, minutes: float | None, log: Call
         "sft_response_tokens": res.tokens,
         "eval_seconds": round(time.perf_counter() - t_eval, 1),
         "final_loss": sum(res.losses[-20:]) / len(res.losses[-20:]),
+        # floats are summed in an order that depends on these: two builds of one config match only with both
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
         "eval_greedy": greedy,
         "eval_sampled_t1": sampled,
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,13 @@ def run(out: Path, model: str, steps: int, nproc: int, resume: bool = False, ext
 
 def rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def micro_model(tmp_path: Path) -> str:
+    """A tiny random Qwen2 directory (1 layer, hidden 32)."""
+    return str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
+                                      num_heads=2, num_kv_heads=1, intermediate_size=64,
+                                      max_position_embeddings=128))
 
 
 def descendants(pid: int) -> list[int]:
@@ -90,9 +99,7 @@ def ok(p: subprocess.CompletedProcess, out: Path, steps: int) -> None:
 
 
 def test_torchrun_train_and_resume_equal_one_process(tmp_path):
-    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
-                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
-                                       max_position_embeddings=128))
+    model = micro_model(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(one, model, 3, 1), one, 3)
     ok(run(two, model, 2, 2), two, 2)
@@ -104,17 +111,13 @@ def test_torchrun_train_and_resume_equal_one_process(tmp_path):
 def test_torchrun_fsdp_train_then_evaluate(tmp_path):
     """`dist_strategy=fsdp` from the command line: 2 sharded ranks train, then rank 0 alone evaluates the saved
     final weights while the other rank has already left; the run ends cleanly with the one-process metrics."""
-    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
-                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
-                                       max_position_embeddings=128))
+    model = micro_model(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     extra = ("eval_prompts=4", "dist_strategy=fsdp")
     ok(run(one, model, 2, 1, extra=extra), one, 2)
     p = run(two, model, 2, 2, extra=extra)
     assert p.returncode == 0, p.stderr[-2000:]
-    a, b = rows(one / "metrics.jsonl"), rows(two / "metrics.jsonl")
-    for x, y in zip(a, b, strict=True):
-        assert y["loss"] == pytest.approx(x["loss"], rel=1e-6, abs=1e-6) and y["len/mean"] == x["len/mean"]
+    same_metrics(one, two, steps=2)
     ev1, ev2 = (json.loads((d / "eval.json").read_text()) for d in (one, two))
     assert [(r["length"], r["correct"]) for r in ev1["records"]] == [(r["length"], r["correct"]) for r in
                                                                      ev2["records"]]
@@ -125,12 +128,7 @@ def test_torchrun_fsdp_killed_inside_a_sharded_checkpoint_resumes(tmp_path):
     """2 FSDP2 ranks with sharded checkpoints, the whole job SIGKILLed while rank 0 is inside the step-2
     checkpoint write (the shards written, the directory not yet renamed): `--resume` discards the unfinished
     write, restarts from step 1's shards and ends with the metrics of an uninterrupted one-process run."""
-    import signal
-    import time
-
-    model = str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
-                                       num_heads=2, num_kv_heads=1, intermediate_size=64,
-                                       max_position_embeddings=128))
+    model = micro_model(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     extra = ("dist_strategy=fsdp", "checkpoint_format=sharded")
     ok(run(one, model, 3, 1, extra=extra), one, 3)

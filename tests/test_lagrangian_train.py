@@ -4,17 +4,8 @@ rewards, the multiplier it keeps in the checkpoint, and a resumed run that conti
 import pytest
 import torch
 
-from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer, train
-
-MICRO = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-             max_position_embeddings=128)
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return str(save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO))
 
 
 def cfg_for(model_dir, **kw):

@@ -7,16 +7,11 @@ import logging
 import pytest
 import torch
 
-from lengthrl.models import load_policy, save_tiny_random_model
+from lengthrl.models import load_policy
 from lengthrl.train import checkpoint as ck
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import train
-from runkit import MICRO, rows, same_run
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO)
+from runkit import rows, same_run
 
 
 @pytest.fixture

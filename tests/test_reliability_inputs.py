@@ -9,13 +9,7 @@ import shutil
 import pytest
 
 from lengthrl.cli import main
-from lengthrl.models import load_policy, save_tiny_random_model
-from runkit import MICRO
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO)
+from lengthrl.models import load_policy
 
 
 def data_file(name, text=None, raw=None):

@@ -3,18 +3,11 @@ inside a checkpoint write, plus a metrics line torn by the kill), resume each ti
 the final metrics, samples and weights equal those of a run never killed, bitwise. The soak test
 (test_soak.py, `make soak`) kills at random moments."""
 
-import pytest
 import torch
 
-from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import train
-from runkit import MICRO, finish, kill_at, rows, run_settings, same_run, start
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO)
+from runkit import finish, kill_at, rows, run_settings, same_run, start
 
 
 def reference_run(settings, out):

@@ -6,15 +6,8 @@ import pytest
 import torch
 
 import lengthrl.train.loop as loop
-from lengthrl.models import save_tiny_random_model
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer, TrainingStopped
-from runkit import MICRO
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return str(save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO))
 
 
 def trainer(micro_dir, out, **kw):

@@ -13,14 +13,7 @@ from lengthrl.objectives import LOSSES
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer, train
 from lengthrl.train.update import UpdateBatch, make_optimizer, ppo_update
-
-MICRO = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-             max_position_embeddings=128)
-
-
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-    return str(save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO))
+from runkit import MICRO
 
 
 def cfg_for(model_dir, **kw):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lengthrl.models import save_tiny_random_model
+from runkit import MICRO
 
 pytestmark = pytest.mark.slow
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -46,10 +47,8 @@ def rows(path: Path) -> list[dict]:
 
 
 def micro_model(tmp_path: Path) -> str:
-    """A tiny random Qwen2 directory (1 layer, hidden 32)."""
-    return str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, hidden_size=32, num_layers=1,
-                                      num_heads=2, num_kv_heads=1, intermediate_size=64,
-                                      max_position_embeddings=128))
+    """A tiny random Qwen2 directory (runkit.MICRO: 1 layer, hidden 32)."""
+    return str(save_tiny_random_model(tmp_path / "m", arch="qwen2", seed=0, **MICRO))
 
 
 def descendants(pid: int) -> list[int]:

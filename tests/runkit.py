@@ -20,6 +20,19 @@ TIMING = {"time_s", "step_time_s", "rollout_time_s", "tokens_per_s"}
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
+def reference_run(settings: dict, out) -> None:
+    """The same run, never killed, in this process (the settings' one thread, as the subprocesses; the
+    process's thread count is restored afterwards)."""
+    from lengthrl.train.config import build_config
+    from lengthrl.train.loop import train
+
+    threads = torch.get_num_threads()
+    try:
+        train(build_config(extra=settings), out, progress=False, evaluate=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_settings(model_dir, **kw) -> dict:
     """A short, fast run: 2 prompts x 4 responses, 12 new tokens, one CPU thread (bitwise reproducible)."""
     base = dict(model=str(model_dir), task="arith_chain", train_prompts=16, eval_prompts=0, prompts_per_step=2,

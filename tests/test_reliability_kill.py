@@ -3,20 +3,7 @@ inside a checkpoint write, plus a metrics line torn by the kill), resume each ti
 the final metrics, samples and weights equal those of a run never killed, bitwise. The soak test
 (test_soak.py, `make soak`) kills at random moments."""
 
-import torch
-
-from lengthrl.train.config import build_config
-from lengthrl.train.loop import train
-from runkit import finish, kill_at, rows, run_settings, same_run, start
-
-
-def reference_run(settings, out):
-    """The same run, never killed, in this process (one thread, as the subprocesses)."""
-    threads = torch.get_num_threads()
-    try:
-        train(build_config(extra=settings), out, progress=False, evaluate=False)
-    finally:
-        torch.set_num_threads(threads)
+from runkit import finish, kill_at, reference_run, rows, run_settings, same_run, start
 
 
 def test_killed_then_resumed_equals_an_unkilled_run(micro_dir, tmp_path):

@@ -15,25 +15,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
 from lengthrl.models import save_tiny_random_model
 from lengthrl.objectives import LOSSES
 from lengthrl.train.checkpoint import list_checkpoints
-from lengthrl.train.config import build_config
-from lengthrl.train.loop import train
-from runkit import MICRO, finish, kill_at, kill_now, run_settings, same_run, start
+from runkit import MICRO, finish, kill_at, kill_now, reference_run, run_settings, same_run, start
 
 pytestmark = pytest.mark.slow
 MAX_FAULTS = 5  # per run; then it is left to finish
 
-
-def reference(settings, out):
-    threads = torch.get_num_threads()
-    try:
-        train(build_config(extra=settings), out, progress=False, evaluate=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def after_kill(rng: random.Random, run: Path, counts: Counter) -> None:
@@ -87,7 +77,7 @@ def one_run(i: int, rng: random.Random, model_dir: Path, root: Path, counts: Cou
         resume = True
     else:
         finish(start(s, run, resume=True))
-    reference(s, ref)
+    reference_run(s, ref)
     return same_run(ref, run)
 
 

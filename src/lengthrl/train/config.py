@@ -244,14 +244,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.rollout_engine not in ENGINES:
         raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
                           f"{', '.join(ENGINES)}")
-    from lengthrl.train.distributed import PARAM_DTYPES, STRATEGIES
+    from lengthrl.train.distributed import check_strategy
 
-    if cfg.dist_strategy not in STRATEGIES:
-        raise ConfigError(f"config key 'dist_strategy': {cfg.dist_strategy!r}; valid: {', '.join(STRATEGIES)}")
-    if cfg.fsdp_param_dtype is not None and (cfg.fsdp_param_dtype not in PARAM_DTYPES
-                                             or cfg.dist_strategy != "fsdp"):
-        raise ConfigError(f"config key 'fsdp_param_dtype': {cfg.fsdp_param_dtype!r}; valid: "
-                          f"{', '.join(PARAM_DTYPES)}, with dist_strategy = 'fsdp' (leave it unset otherwise)")
+    check_strategy(cfg.dist_strategy, cfg.fsdp_param_dtype)
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.adv_eps is not None:

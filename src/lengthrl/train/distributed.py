@@ -251,17 +251,23 @@ def _sharded_params(model: torch.nn.Module) -> bool:
     return any(hasattr(p, "full_tensor") for p in model.parameters())
 
 
+def check_strategy(strategy: str, param_dtype: str | None = None) -> None:
+    """A ConfigError naming the key unless `strategy` (dist_strategy) and `param_dtype` (fsdp_param_dtype, only
+    with 'fsdp') are valid."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"config key 'dist_strategy': {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if param_dtype is not None and (param_dtype not in PARAM_DTYPES or strategy != "fsdp"):
+        raise ConfigError(f"config key 'fsdp_param_dtype': {param_dtype!r}; valid: {', '.join(PARAM_DTYPES)}, "
+                          "with dist_strategy = 'fsdp' (leave it unset otherwise)")
+
+
 def init_from_env(strategy: str = "ddp", param_dtype: str | None = None, timeout_s: float = 600.0) -> Dist:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT).
 
     Without WORLD_SIZE (or with WORLD_SIZE=1) this is the single-process `Dist()`. Backend: nccl when CUDA is
     available, else gloo. `param_dtype`: FSDP2 mixed precision (see `Dist`), only with strategy 'fsdp'.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"config key 'dist_strategy': {strategy!r}; valid: {', '.join(STRATEGIES)}")
-    if param_dtype is not None and (param_dtype not in PARAM_DTYPES or strategy != "fsdp"):
-        raise ConfigError(f"config key 'fsdp_param_dtype': {param_dtype!r}; valid: {', '.join(PARAM_DTYPES)}, "
-                          "with dist_strategy = 'fsdp' (leave it unset otherwise)")
+    check_strategy(strategy, param_dtype)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(strategy=strategy)

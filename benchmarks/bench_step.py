@@ -3,7 +3,7 @@
 Both sides: the same random organism-shaped Llama saved to one directory, the same arith_chain prompts and
 verifier (TRL's reward function calls the task's scorer), prompts x G responses per step, max_new_tokens T,
 temperature 1, one update per batch (num_iterations 1), no KL (beta 0), AdamW at the same lr, the GRPO loss
-with group z-score advantages. TRL's gradient checkpointing is switched off (lengthrl does not checkpoint) so
+with group z-score advantages. TRL's gradient checkpointing is switched off (as lengthrl's `gradient_checkpointing` is by default) so
 the comparison is of the pipelines, not of a memory option. Steps/s are medians over steps after a warm-up,
 TRL's taken from its step callbacks; the trainers alternate step by step in one process.
 """

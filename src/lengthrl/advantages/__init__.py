@@ -1,4 +1,4 @@
-"""Advantage estimators (REFERENCE section 2): outcome rewards [N] -> advantages [N].
+"""Advantage estimators (docs/papers.md section 2): outcome rewards [N] -> advantages [N].
 
     adv = compute_advantages(name, rewards, group_size, **hparams)
 

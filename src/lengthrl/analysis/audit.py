@@ -3,7 +3,7 @@
 For a batch of short and long responses with positive and negative advantages, at ratio 1 (logp = old_logp),
 the audit differentiates every loss by autograd and reads, per response, the per-token weight w = -dL/dlogp_t
 (the push on that token's log-probability) and the total weight per response |y|·w. It checks the per-token
-weight against the analytical formula of the loss's spec (REFERENCE section 1): grpo and gspo give A/(B·|y|),
+weight against the analytical formula of the loss's spec (docs/papers.md section 1): grpo and gspo give A/(B·|y|),
 dapo A/T_tot, dr_grpo A/(B·L_max), luspo A/B.
 """
 

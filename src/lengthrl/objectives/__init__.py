@@ -1,4 +1,4 @@
-"""Policy objectives (REFERENCE section 1): one registry, one signature, aggregation kept separate.
+"""Policy objectives (docs/papers.md section 1): one registry, one signature, aggregation kept separate.
 
     out = policy_loss(name, logp, old_logp, advantages, mask, **hparams)
     out.loss     # scalar, differentiable w.r.t. logp

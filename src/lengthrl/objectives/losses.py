@@ -1,4 +1,4 @@
-"""The registered policy losses (REFERENCE section 1). A loss = a per-token term (`terms.py`) + a default
+"""The registered policy losses (docs/papers.md section 1). A loss = a per-token term (`terms.py`) + a default
 token aggregation (`aggregation.py`) + default clip values. The spec also carries the formula, the paper and the
 per-token gradient weight at ratio 1 (the length bias), which the docs and the audit print and test.
 

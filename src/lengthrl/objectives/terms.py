@@ -1,5 +1,6 @@
 """Per-token policy-gradient terms. Each returns the per-token loss matrix [B, T] (to be aggregated by
-`aggregation.agg_loss`) and a dict of detached 0-dim metric tensors (no `.item()`: no host sync in the step).
+`aggregation.agg_loss`) and a dict of detached 0-dim metric tensors (no `.item()` inside the loss: the caller
+decides when to copy them to the host).
 
 Inputs arrive already cleaned by `policy_loss`: `logp` and `old_logp` are 0 on padding, `adv` is [B, T]
 (sequence advantages broadcast), `mask` is a float {0,1} matrix.

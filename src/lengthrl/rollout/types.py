@@ -1,7 +1,9 @@
 """Rollout types: sampling parameters, the batch of sampled responses, and the engine interface.
 
-The trainer sees only `RolloutEngine.generate(...) -> RolloutBatch`, so a faster engine (e.g. a GPU server)
-can replace the default transformers engine without touching it.
+The trainer sees only `RolloutEngine.generate(...) -> RolloutBatch`, so another in-process engine can replace the
+default transformers engine. An engine in another process (e.g. a GPU inference server) would also need the
+trainer's new weights after every update; this interface has no weight-sync method yet, so that needs more than
+a new engine class.
 """
 
 from __future__ import annotations

@@ -211,3 +211,28 @@ def test_shared_prefix_logprobs_match_hf_forward(eos_policy, temperature):
     one = compute_logprobs(model, b.prompt_ids[:2], b.prompt_mask[:2], b.response_ids[:2, :1], b.response_mask[:2, :1],
                            temperature=temperature)
     torch.testing.assert_close(one, ref[:2, :1], atol=1e-5, rtol=0)  # T = 1: the prompt's logits only
+
+
+@pytest.mark.parametrize("engine", ["fast", "hf"])
+def test_ignore_eos_gives_exactly_max_new_tokens(eos_policy, engine):
+    """With an EOS-favouring model most responses end early; ignore_eos makes every one exactly T tokens."""
+    model, tok = eos_policy
+    T = 12
+    eng = make_engine(engine, model, tok, seed=0)
+    free = eng.generate(encode(tok), 4, SamplingParams(max_new_tokens=T, seed=1))
+    assert int(free.lengths.min()) < T  # the bias does end responses early
+    fixed = eng.generate(encode(tok), 4, SamplingParams(max_new_tokens=T, seed=1, ignore_eos=True))
+    assert torch.equal(fixed.lengths, torch.full_like(fixed.lengths, T))
+    assert bool(fixed.truncated.all())
+    assert not bool((fixed.response_ids == tok.eos_token_id).any())
+    assert bool(torch.isfinite(fixed.logp).all()) and bool((fixed.logp <= 0).all())
+
+
+def test_banned_tokens_renormalise_the_rest():
+    from lengthrl.rollout.sampling import sampling_logprobs
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    lp = sampling_logprobs(logits, SamplingParams(), banned=torch.tensor([3]))
+    assert lp[0, 3] == float("-inf")
+    expect = torch.log_softmax(torch.tensor([0.0, 1.0, 2.0]), -1)  # by hand: the three kept tokens renormalised
+    torch.testing.assert_close(lp[0, :3], expect)

@@ -260,6 +260,7 @@ class FastEngine(HFEngine):
         p_ids, p_mask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
         P, B = p_ids.shape[1], n_prompts * n
         eos = torch.tensor(self.eos_token_ids, device=dev)
+        banned = eos if params.ignore_eos else None
         self.decoder.bind()
         cache = self.decoder.new_cache(n_prompts, P + T, dev, dtype)
         logits = self.decoder.prefill(p_ids.to(dev), p_mask.to(dev), cache)  # [Np, V]
@@ -276,7 +277,7 @@ class FastEngine(HFEngine):
             run_idx = running.nonzero().squeeze(-1)  # cache rows sampled this step
             all_run = len(run_idx) == len(resident)
             lg = logits if all_run else logits[run_idx]
-            lp = sampling_logprobs(lg, params)  # [r, V]
+            lp = sampling_logprobs(lg, params, banned)  # [r, V]
             tok = sample_tokens(lp, params, gen)  # [r]
             rows = resident if all_run else resident[run_idx]
             toks.append(tok)

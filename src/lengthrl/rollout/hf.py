@@ -114,6 +114,7 @@ class HFEngine:
         p_ids, p_mask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
         B = n_prompts * n
         eos = torch.tensor(self.eos_token_ids, device=dev)
+        banned = eos if params.ignore_eos else None
         out_ids = torch.full((B, T), self.pad_token_id, dtype=torch.long)
         out_logp = torch.zeros((B, T), dtype=torch.float32)
         lengths = torch.zeros(B, dtype=torch.long)
@@ -132,7 +133,7 @@ class HFEngine:
         next_pos = mask.sum(-1, keepdim=True)  # [b, 1] position of the next token
 
         for t in range(T):
-            lp = sampling_logprobs(logits, params)  # [b, V]
+            lp = sampling_logprobs(logits, params, banned)  # [b, V]
             tok = sample_tokens(lp, params, gen)  # [b]
             out_ids[active, t] = tok.cpu()
             out_logp[active, t] = lp.gather(-1, tok[:, None]).squeeze(-1).cpu()

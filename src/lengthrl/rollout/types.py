@@ -27,6 +27,9 @@ class SamplingParams:
     max_new_tokens: response budget in tokens, EOS included; a response without EOS by then is truncated.
     seed: when set, this call samples from a fresh generator seeded with it (reproducible per call);
         otherwise the engine's own generator continues (reproducible per sequence of calls).
+    ignore_eos: never sample an EOS token (its probability is set to 0 and the rest renormalised), so every
+        response is exactly max_new_tokens long and truncated; for fixed-length benchmarks (transformers'
+        `min_new_tokens = max_new_tokens` does the same).
     """
 
     temperature: float = 1.0
@@ -34,6 +37,7 @@ class SamplingParams:
     top_k: int = 0
     max_new_tokens: int = 128
     seed: int | None = None
+    ignore_eos: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):

@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling,dllm,memory] [--threads N]`: run the benchmarks,
+"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling,dllm,memory,head_memory] [--threads N]`: run the benchmarks,
 print ratios against the baselines measured in the same run, write benchmarks/results/*.json."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 
 BENCHES = {"logprobs": "benchmarks.bench_logprobs", "rl_step": "benchmarks.bench_step",
            "rollout": "benchmarks.bench_rollout", "scaling": "benchmarks.bench_scaling",
-           "dllm": "benchmarks.bench_dllm", "memory": "benchmarks.bench_memory"}
+           "dllm": "benchmarks.bench_dllm", "memory": "benchmarks.bench_memory",
+           "head_memory": "benchmarks.bench_head_memory"}
 
 
 def main(argv=None) -> None:
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         print(f"== {n}", flush=True)
         mod = importlib.import_module(BENCHES[n])
-        kw = {"threads": a.threads} if n in ("logprobs", "memory") else {}
+        kw = {"threads": a.threads} if n in ("logprobs", "memory", "head_memory") else {}
         mod.run(quick=a.quick, **kw)
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
 

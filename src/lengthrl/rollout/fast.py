@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lengthrl.errors import ConfigError
+from lengthrl.models.lora import base_model, merged_weight
 from lengthrl.registry import Registry
 from lengthrl.rollout.hf import HFEngine, left_pad
 from lengthrl.rollout.sampling import sample_tokens, sampling_logprobs
@@ -55,7 +56,9 @@ FAST_ARCHITECTURES.register("qwen2", _check_llama_like)
 
 
 def fast_unsupported_reason(model) -> str | None:
-    """None when `FastEngine` supports `model`, else a short reason (architecture or option not covered)."""
+    """None when `FastEngine` supports `model`, else a short reason (architecture or option not covered).
+    A peft (LoRA) model is judged by its base model: the decoder applies the adapters merged (`bind`)."""
+    model = base_model(model)
     config = getattr(model, "config", None)
     mtype = getattr(config, "model_type", None)
     if mtype not in FAST_ARCHITECTURES:
@@ -105,7 +108,7 @@ class LeanDecoder:
         reason = fast_unsupported_reason(model)
         if reason is not None:
             raise ConfigError(f"FastEngine does not support this model: {reason}; use rollout_engine = 'hf'")
-        self.model = model
+        self.model = model = base_model(model)  # a peft model: its transformers model, adapted layers included
         self.bind()
         a0 = model.model.layers[0].self_attn
         cfg = model.config
@@ -117,14 +120,16 @@ class LeanDecoder:
         self._cos = self._sin = None
 
     def bind(self) -> None:
-        """(Re)collect references to the model's modules; called per generate, so replaced modules are seen."""
-        inner = self.model.model
+        """(Re)collect references to the model's modules; called per generate, so replaced modules are seen.
+        LoRA-adapted linears (peft) are read with their adapters merged, W + (alpha / r) B A, computed here
+        from the current adapter weights (`lengthrl.models.lora.merged_weight`)."""
+        inner, m = self.model.model, merged_weight
         self.embed, self.norm, self.rotary, self.lm_head = (inner.embed_tokens, inner.norm, inner.rotary_emb,
-                                                            self.model.lm_head)
+                                                            m(self.model.lm_head))
         self.layers = [
-            _Layer(L.input_layernorm, L.self_attn.q_proj, L.self_attn.k_proj, L.self_attn.v_proj,
-                   L.self_attn.o_proj, L.post_attention_layernorm, L.mlp.gate_proj, L.mlp.up_proj,
-                   L.mlp.down_proj)
+            _Layer(L.input_layernorm, m(L.self_attn.q_proj), m(L.self_attn.k_proj), m(L.self_attn.v_proj),
+                   m(L.self_attn.o_proj), L.post_attention_layernorm, m(L.mlp.gate_proj), m(L.mlp.up_proj),
+                   m(L.mlp.down_proj))
             for L in inner.layers
         ]
 
@@ -166,8 +171,10 @@ class LeanDecoder:
         u = F.linear(h, L.up.weight, L.up.bias)
         return x + F.linear(F.silu(g) * u, L.down.weight, L.down.bias)
 
-    def _run(self, ids, pos, cache, col: slice, width: int, attn_mask, all_logits: bool = False) -> torch.Tensor:
-        """ids, pos [b, s]; returns logits [b, V] of the last of the s positions ([b, s, V] if all_logits)."""
+    def _run(self, ids, pos, cache, col: slice, width: int, attn_mask, all_logits: bool = False,
+             head: bool = True) -> torch.Tensor:
+        """ids, pos [b, s]; returns logits [b, V] of the last of the s positions ([b, s, V] if all_logits);
+        head=False: the final hidden states [b, (s,) H] instead (the LM head's input)."""
         x = self.embed(ids)  # [b, s, H]
         cos_t, sin_t = self._rope_table(int(pos.max()) + 1, x.device, x.dtype)
         cos, sin = cos_t[pos][:, None], sin_t[pos][:, None]  # [b, 1, s, d]
@@ -175,9 +182,11 @@ class LeanDecoder:
             x = self._attn_block(L, x, cos, sin, c, col, width, attn_mask)
             x = self._mlp_block(L, x)
         x = _rms_norm(x if all_logits else x[:, -1], self.norm)  # [b, (s,) H]
+        if not head:
+            return x
         return F.linear(x, self.lm_head.weight, self.lm_head.bias)  # [b, (s,) V]
 
-    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache, head: bool = True) -> torch.Tensor:
         """Left-padded prompts ids/mask [b, P] into cache columns 0..P-1; logits [b, V] of position P-1.
 
         Causal mask with key padding; every query also sees itself so padded rows never go all -inf.
@@ -187,20 +196,21 @@ class LeanDecoder:
         causal = torch.ones(P, P, dtype=torch.bool, device=ids.device).tril()  # [P, P]
         eye = torch.eye(P, dtype=torch.bool, device=ids.device)
         am = (causal[None] & mask.bool()[:, None, :]) | eye[None]  # [b, P(query), P(key)]
-        return self._run(ids, pos, cache, slice(0, P), P, am[:, None])
+        return self._run(ids, pos, cache, slice(0, P), P, am[:, None], head=head)
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor, cache, col: int, key_mask: torch.Tensor) -> torch.Tensor:
         """One new token per row: tok, pos [b]; written at column `col`; key_mask [b, 1, 1, col + 1] bool."""
         return self._run(tok[:, None], pos[:, None], cache, slice(col, col + 1), col + 1, key_mask)
 
 
-    def score_logits(self, prompt_ids, prompt_mask, response_ids) -> torch.Tensor:
+    def score_logits(self, prompt_ids, prompt_mask, response_ids, head: bool = True) -> torch.Tensor:
         """Logits [B, T, V] predicting each response token, differentiable, with shared-prefix encoding.
 
         prompt_ids / prompt_mask [B, P] left-padded, response_ids [B, T] right-padded (RolloutBatch layout).
         Identical consecutive prompts (the G rows of a group) are encoded once and their K/V broadcast to the
         rows (gradients flow back through the broadcast); the responses then attend to the prompt cache and
         causally to themselves. Position t's logits are those of `model(...).logits[:, P - 1 + t]`.
+        head=False: the final hidden states [B, T, H] instead (for `chunked_head_logprobs`).
         """
         B, P = prompt_ids.shape
         T = response_ids.shape[1]
@@ -211,7 +221,7 @@ class LeanDecoder:
         dtype = next(self.model.parameters()).dtype
         cache = [(k.new_zeros(k.shape), v.new_zeros(v.shape))
                  for k, v in self.new_cache(len(first), P, ids_u.device, dtype)]
-        last = self.prefill(ids_u, mask_u, cache)[inv]  # [B, V]: predicts response token 0
+        last = self.prefill(ids_u, mask_u, cache, head=head)[inv]  # [B, V]: predicts response token 0
         if T == 1:
             return last[:, None]
         s = T - 1  # response tokens 0..T-2 are inputs
@@ -220,7 +230,8 @@ class LeanDecoder:
         pos = prompt_mask.sum(-1, keepdim=True) + torch.arange(s, device=prompt_ids.device)[None]  # [B, s]
         causal = torch.ones(s, s, dtype=torch.bool, device=prompt_ids.device).tril()  # [s, s]
         am = torch.cat([prompt_mask.bool()[:, None, :].expand(B, s, P), causal[None].expand(B, s, s)], 2)
-        rest = self._run(response_ids[:, :s], pos, cache, slice(P, P + s), P + s, am[:, None], all_logits=True)
+        rest = self._run(response_ids[:, :s], pos, cache, slice(P, P + s), P + s, am[:, None], all_logits=True,
+                         head=head)
         return torch.cat([last[:, None], rest], dim=1)  # [B, T, V]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lengthrl.errors import ConfigError
+from lengthrl.rollout.chunked import capture_head_input, chunked_head_logprobs, plain_head, resolve_chunk
 from lengthrl.rollout.hf import positions_from_mask
 
 
@@ -60,6 +61,7 @@ def compute_logprobs(
     return_entropy: bool = False,
     chunk_rows: int = 8,
     shared_prefix: bool = False,
+    logprob_chunk: int = -1,
 ):
     """Per-token log-probs of the responses given the prompts, in one forward over [prompt, response].
 
@@ -69,6 +71,10 @@ def compute_logprobs(
     sampler did); top-k / top-p are not applied. With `shared_prefix=True` (the trainer's choice on one process) and a Llama/Qwen2 model,
     the forward is `LeanDecoder.score_logits`: each distinct prompt (a group's G rows share one) is encoded once. Returns logp [B, T] float32 (0 where response_mask is 0),
     differentiable w.r.t. the model; with `return_entropy=True`, (logp, entropy [B, T], 0 on padding).
+    `logprob_chunk` (the config key; -1 = off, the default here): the LM head and log-softmax are applied
+    chunk by chunk with a recomputing backward (`lengthrl.rollout.chunked`), so the [B, T, V] logits are never
+    materialised; the same values (gradients to float32 rounding). Models it does not cover (see
+    `chunked.plain_head`) take the full-logits path.
     """
     _check("prompt_ids", prompt_ids)
     _check("prompt_mask", prompt_mask, prompt_ids.shape)
@@ -83,14 +89,26 @@ def compute_logprobs(
     if T == 0:
         z = torch.zeros((B, 0), device=dev)
         return (z, z.clone()) if return_entropy else z
+    head = plain_head(model)
+    chunk = None if head is None else resolve_chunk(logprob_chunk, B * T, head.weight.shape[0])
     if shared_prefix and _lean_ok(model):
         from lengthrl.rollout.fast import LeanDecoder
 
-        logits = LeanDecoder(model).score_logits(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev))
-        return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
+        out = LeanDecoder(model).score_logits(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev),
+                                              head=chunk is None)  # [B, T, V] logits, or [B, T, H] hidden
+        if chunk is not None:
+            return _finish_chunked(out, head, response_ids.to(dev), response_mask.to(dev), temperature,
+                                   return_entropy, chunk)
+        return _finish(out, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
     ids = torch.cat([prompt_ids, response_ids], dim=1).to(dev)  # [B, P+T]
     mask = torch.cat([prompt_mask, response_mask], dim=1).to(dev)  # [B, P+T]
     pos = positions_from_mask(mask)
+    if chunk is not None:  # the model's own forward, its LM head applied to no position; then the head by chunks
+        with capture_head_input(head) as cap:
+            model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=T + 1)
+        hidden = cap.hidden[:, -T - 1:-1]  # [B, T, H]: positions P-1 .. P+T-2
+        return _finish_chunked(hidden, head, response_ids.to(dev), response_mask.to(dev), temperature,
+                               return_entropy, chunk)
     try:
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
                        logits_to_keep=T + 1).logits[:, :-1, :]  # [B, T, V]: positions P-1 .. P+T-2
@@ -103,6 +121,10 @@ def _lean_ok(model) -> bool:
     """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
     from lengthrl.rollout.fast import fast_unsupported_reason
 
+    from lengthrl.models.lora import is_adapted
+
+    if is_adapted(model):
+        return False  # the training forward of a LoRA policy goes through the peft model
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return False  # a DDP / FSDP-wrapped model must run its own forward (gradient sync, sharded weights)
     if fast_unsupported_reason(model) is not None:
@@ -110,6 +132,12 @@ def _lean_ok(model) -> bool:
     if model.training and getattr(model, "is_gradient_checkpointing", False):
         return False  # the model's own forward recomputes its layers in the backward pass
     return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)
+
+
+def _finish_chunked(hidden, head, response_ids, rmask, temperature, return_entropy, chunk):
+    """hidden [B, T, H] -> logp [B, T] (and entropy [B, T]) through the chunked head, 0 where rmask is 0."""
+    logp, ent = chunked_head_logprobs(hidden, head, response_ids, temperature, chunk)
+    return (logp * rmask, ent * rmask) if return_entropy else logp * rmask
 
 
 def _finish(logits, response_ids, rmask, temperature, return_entropy, chunk_rows):

@@ -87,6 +87,8 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
         tmp = begin(run_dir, step)
         with quiet_progress():  # no per-shard progress bar in the training output
             model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
+        if not (tmp / "model" / "config.json").is_file():  # a LoRA policy writes its adapter only
+            model.config.save_pretrained(tmp / "model")
     else:
         model.config.save_pretrained(tmp / "model")
     if tokenizer is not None:

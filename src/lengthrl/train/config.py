@@ -114,10 +114,26 @@ class TrainConfig:
                                        "of keeping them (transformers' gradient checkpointing, non-reentrant): "
                                        "activation memory of one layer instead of all, ~1/3 more update compute",
                                        False)
+    logprob_chunk: int = doc("LM-head chunk of the training forward, in tokens: log-probs and their gradient are "
+                             "computed this many positions at a time with a recomputing backward, so the "
+                             "[B, T, vocab] float32 logits are never materialised (lengthrl.rollout.chunked; the "
+                             "same values). 0 = auto (2^26 logits per chunk: 441 tokens at vocab 151,936; a "
+                             "micro-batch that fits in one chunk takes the full-logits path); -1 = off", 0)
     fsdp_param_dtype: str | None = doc("FSDP2 mixed precision: 'bfloat16' or 'float16' for the unsharded "
                                        "parameters forwards and backwards compute in (sampling too), gradients "
                                        "reduced in float32, optimizer on the parameters' own dtype; unset = "
                                        "compute in the parameters' dtype. Only with dist_strategy = 'fsdp'", None)
+    # ---- LoRA (peft; docs/gpu.md, "LoRA") --------------------------------------------------------------------
+    lora_r: int = doc("LoRA rank: the policy is wrapped with a peft LoRA adapter of this rank and only the "
+                      "adapter is trained and checkpointed; the KL reference is the base model with the adapter "
+                      "disabled (0 = off, full fine-tuning). Needs the 'lora' extra (peft)", 0)
+    lora_alpha: float = doc("LoRA scale numerator: the update is (lora_alpha / lora_r) B A", 16.0)
+    lora_dropout: float = doc("dropout on the LoRA branch's input while training", 0.0)
+    lora_target_modules: list = doc("names of the linear layers that get an adapter",
+                                    factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                     "up_proj", "down_proj"])
+    merge_lora: bool = doc("also write the merged weights (W + (alpha / r) B A) to final/, loadable by "
+                           "AutoModelForCausalLM; the adapter alone is always in final/adapter", False)
     max_bad_steps: int = doc("stop after this many consecutive non-finite losses or gradients", 3)
 
 
@@ -265,6 +281,10 @@ def validate(cfg: TrainConfig) -> None:
     for key, v in dataclasses.asdict(cfg).items():
         if isinstance(v, float):
             need(math.isfinite(v), key, "must be a finite number")
+    from lengthrl.models.lora import check_config as check_lora
+
+    check_lora(cfg)
+    need(cfg.logprob_chunk >= -1, "logprob_chunk", "must be -1 (off), 0 (auto) or a number of tokens >= 1")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     need(cfg.checkpoint_format in ("full", "sharded"), "checkpoint_format", "must be 'full' or 'sharded'")
     need(cfg.lr > 0, "lr", "must be > 0")

@@ -22,6 +22,7 @@ import torch
 from lengthrl.advantages import compute_advantages
 from lengthrl.control import LagrangeController, apply_controller, lagrange_config
 from lengthrl.errors import ConfigError, LengthRLError
+from lengthrl.models import lora
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
 from lengthrl.train import checkpoint as ckpt
@@ -100,12 +101,20 @@ class Trainer:
             log.warning("no valid checkpoint in %s: starting from scratch", self.out)
         # on resume the weights come from the checkpoint, before the optimizer is built over them (a sharded
         # checkpoint has no weights file: they are loaded into the wrapped model in _resume)
-        full_ckpt = self.resume_from is not None and ckpt.has_full_weights(self.resume_from)
+        # (a LoRA run checkpoints its adapter only: the base weights always come from `model`)
+        full_ckpt = self.resume_from is not None and ckpt.has_full_weights(self.resume_from) and not cfg.lora_r
         self.model, self.tok = self.policy.load(self.resume_from / "model" if full_ckpt else self.model_dir)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
+        if cfg.lora_r:  # only the adapter is trained (docs/gpu.md, "LoRA"); on resume its weights are restored
+            if self.dist.sharded:
+                raise ConfigError("config key 'lora_r': LoRA runs with dist_strategy = 'ddp' (or one process), "
+                                  "not 'fsdp'")
+            self.model = lora.wrap(self.model, cfg, self.resume_from / "model" if self.resume_from else None)
         self.ref = None
-        if cfg.beta > 0:  # the KL reference: `ref_model`, else the initial policy (also when resuming)
+        if cfg.beta > 0 and cfg.lora_r and not cfg.ref_model:  # the base model: the policy, adapter disabled
+            self.ref = lora.AdapterDisabled(self.model)
+        elif cfg.beta > 0:  # the KL reference: `ref_model`, else the initial policy (also when resuming)
             if cfg.ref_model or self.resume_from is not None:
                 self.ref = self.policy.load(Path(cfg.ref_model) if cfg.ref_model else self.model_dir)[0]
             else:
@@ -365,7 +374,9 @@ class Trainer:
                     self.save()
         self.save()
         model_sd = full_state(self.model)[0] if self.dist.sharded else None
-        if self.dist.is_main:
+        if self.dist.is_main and cfg.lora_r:  # final/adapter, and the merged model in final/ with merge_lora
+            lora.save_final(self.model, self.tok, self.out / "final", merge=cfg.merge_lora)
+        elif self.dist.is_main:
             from lengthrl.models.loading import quiet_progress
 
             with quiet_progress():  # no per-shard progress bar in the training output

@@ -60,7 +60,7 @@ def _ar_logprob_fn(tok, cfg):
     from lengthrl.rollout import compute_logprobs
 
     # each group's prompt encoded once (Llama/Qwen2 on one process; compute_logprobs falls back otherwise)
-    return partial(compute_logprobs, shared_prefix=cfg.rollout_engine != "hf")
+    return partial(compute_logprobs, shared_prefix=cfg.rollout_engine != "hf", logprob_chunk=cfg.logprob_chunk)
 
 
 def _lazy(name: str) -> Callable:

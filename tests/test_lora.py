@@ -196,3 +196,12 @@ def test_config_errors(micro_dir):
     cfg = build_config(extra=lora.lora_settings(r=2, target_modules=["q_proj", "nope"]))
     with pytest.raises(ConfigError, match="lora_target_modules.*nope"):
         lora.wrap(load_policy(micro_dir)[0], cfg)
+
+
+def test_config_show_lists_the_lora_keys():
+    from lengthrl.train.config import describe
+
+    keys = {row[0]: row for row in describe()}
+    for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora", "logprob_chunk"):
+        assert k in keys and keys[k][3]  # documented
+    assert keys["lora_r"][2] == "0"

@@ -11,9 +11,10 @@ optimizer updates are seen at once):
 with RMSNorm (Zhang & Sennrich 2019, arXiv 1910.07467), rotary embeddings (Su et al. 2021, arXiv 2104.09864;
 cos/sin from the model's own `rotary_emb`, so its rope scaling is respected), grouped-query attention
 (Ainslie et al. 2023, arXiv 2305.13245) through `scaled_dot_product_attention(enable_gqa=True)`, and SwiGLU
-(Shazeer 2020, arXiv 2002.05202). The KV cache is preallocated once per call ([B, H_kv, P + T, d] per layer):
-every row writes its step-t key at column P + t (prompts are left-padded to a common width P), so the key
-padding mask is fixed for the whole call and never rebuilt.
+(Shazeer 2020, arXiv 2002.05202). The KV cache ([rows, H_kv, width, d] per layer) grows by blocks of
+`cache_block` columns as the responses lengthen (never wider than P + max_new_tokens) and holds only the rows
+still running (see compaction below): every row writes its step-t key at column P + t (prompts are
+left-padded to a common width P), so the key padding mask is fixed for the whole call and never rebuilt.
 
 Sampling is HFEngine's (`sampling.py`), on the same rows in the same order, so the random stream is consumed
 identically; finished rows stay in the cache until a quarter of the resident rows are finished, then the
@@ -247,19 +248,37 @@ def _select_cache(cache, rows: torch.Tensor, width: int):
     return out
 
 
+def _grow_cache(cache, width: int, used: int):
+    """Every layer's K/V in new buffers of `width` columns, the first `used` columns copied."""
+    out = []
+    for kc, vc in cache:
+        shape = kc.shape[:2] + (width,) + kc.shape[3:]
+        nk, nv = kc.new_empty(shape), vc.new_empty(shape)
+        nk[:, :, :used] = kc[:, :, :used]
+        nv[:, :, :used] = vc[:, :, :used]
+        out.append((nk, nv))
+    return out
+
+
 class FastEngine(HFEngine):
     """`RolloutEngine` for Llama/Qwen2 models through `LeanDecoder`; same arguments and output as `HFEngine`.
 
     compact_frac: compact the cache once this fraction of the resident rows has finished (0 = at every
         finish, as HFEngine does). Finished rows are never sampled, so the choice does not change outputs.
     compile: wrap the decoder's step in `torch.compile` (optional; measured in docs/performance.md).
+    cache_block: the KV cache starts at P + cache_block columns and grows by cache_block when a response
+        reaches its end, so memory follows the longest running response, not max_new_tokens. Outputs do not
+        depend on it.
     """
 
     def __init__(self, model, tokenizer=None, pad_token_id: int | None = None, eos_token_ids=None,
-                 seed: int = 0, compact_frac: float = 0.25, compile: bool = False):
+                 seed: int = 0, compact_frac: float = 0.25, compile: bool = False, cache_block: int = 64):
         super().__init__(model, tokenizer, pad_token_id=pad_token_id, eos_token_ids=eos_token_ids, seed=seed)
         if not 0 <= compact_frac < 1:
             raise ConfigError(f"FastEngine: compact_frac must be in [0, 1), got {compact_frac!r}")
+        if not (isinstance(cache_block, int) and cache_block >= 1):
+            raise ConfigError(f"FastEngine: cache_block must be an integer >= 1, got {cache_block!r}")
+        self.cache_block = cache_block
         self.decoder = LeanDecoder(model)
         self.compact_frac = compact_frac
         self._step = torch.compile(self.decoder.step, dynamic=True) if compile else self.decoder.step
@@ -273,7 +292,7 @@ class FastEngine(HFEngine):
         eos = torch.tensor(self.eos_token_ids, device=dev)
         banned = eos if params.ignore_eos else None
         self.decoder.bind()
-        cache = self.decoder.new_cache(n_prompts, P + T, dev, dtype)
+        cache = self.decoder.new_cache(n_prompts, P + min(T, self.cache_block), dev, dtype)  # grows below
         logits = self.decoder.prefill(p_ids.to(dev), p_mask.to(dev), cache)  # [Np, V]
         logits = logits.repeat_interleave(n, 0)  # [B, V]
         cache = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache]
@@ -311,6 +330,8 @@ class FastEngine(HFEngine):
                 cache = _select_cache(cache, keep, P + t)
                 resident, running, step_tok = resident[keep], running[keep], step_tok[keep]
                 key_mask, next_pos = key_mask[keep], next_pos[keep]
+            if P + t >= cache[0][0].shape[2]:  # the next column is past the cache: one more block
+                cache = _grow_cache(cache, min(P + T, P + t + self.cache_block), P + t)
             logits = self._step(step_tok, next_pos, cache, P + t, key_mask[:, None, None, : P + t + 1])
             next_pos = next_pos + 1
         return self._assemble(p_ids, p_mask, n, n_prompts, B, toks, lps, rows_t, eos)

@@ -144,3 +144,23 @@ def test_config_key(micro_dir):
     assert build_config().logprob_chunk == 0
     with pytest.raises(ConfigError, match="logprob_chunk"):
         build_config(overrides=["logprob_chunk=-2"])
+
+
+def test_bfloat16_model_matches_its_full_logits_path(micro_dir):
+    """A bf16 model: the chunked head computes each chunk's logits in bf16 and casts to float32, as the full path
+    does, so the log-probs agree to bf16 rounding of the softmax sums and are float32."""
+    from lengthrl.models import load_policy
+
+    model, _ = load_policy(micro_dir, dtype="bfloat16")
+    model.train()
+    pid, pm, rid, rm, w = _batch(model.config.vocab_size)
+    out = []
+    for chunk in (-1, 3):
+        model.zero_grad(set_to_none=True)
+        logp = compute_logprobs(model, pid, pm, rid, rm, logprob_chunk=chunk)
+        (logp * w).sum().backward()
+        out.append((logp.detach(), model.model.embed_tokens.weight.grad.float()))
+    assert out[1][0].dtype == torch.float32
+    torch.testing.assert_close(out[1][0], out[0][0], atol=2e-2, rtol=0)
+    cos = F.cosine_similarity(out[1][1].flatten(), out[0][1].flatten(), dim=0)
+    assert cos > 0.99

@@ -42,6 +42,7 @@ class _ChunkedHeadLogprob(torch.autograd.Function):
     """(h [N, H], weight [V, H], bias [V] | None, index [N]) -> (logp [N] float32, entropy [N] float32)."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")  # the backward's recomputation runs under the forward's autocast
     def forward(ctx, h, weight, bias, index, temperature: float, chunk: int):
         N = h.shape[0]
         logp = torch.empty(N, dtype=torch.float32, device=h.device)
@@ -59,6 +60,7 @@ class _ChunkedHeadLogprob(torch.autograd.Function):
         return logp, ent
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, g_logp, _g_ent):
         h, weight, bias, index, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]

@@ -13,6 +13,21 @@ from lengthrl.tasks import MathTask, Sample
 from lengthrl.verifiers import MathVerifier, as_number
 
 
+def _decimal(f: Fraction, k: int) -> str:
+    """`f` correctly rounded to k digits after the point, written out exactly."""
+    q = round(f * 10**k)
+    sign, q = ("-" if q < 0 else ""), abs(q)
+    return f"{sign}{q // 10**k}.{q % 10**k:0{k}d}"
+
+
+def _finite(f: Fraction) -> bool:
+    d = f.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
 @pytest.fixture(scope="module")
 def mv():
     return MathVerifier(timeout_s=3)
@@ -31,7 +46,9 @@ def mv():
         ("1/0", None),
         ("x", None),
         ("1,2", None),  # a pair, not a thousands separator
-        ("1" * 100, None),  # too long for the fast path: left to math-verify
+        ("1" * 100, Fraction(int("1" * 100))),  # any length: integers are exact
+        ("1" * 5000, None),  # beyond Python's int() limit: left to math-verify
+        ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: only ASCII digits are numbers
     ],
 )
 def test_as_number(text, value):
@@ -63,13 +80,19 @@ def test_tricky_equivalences(mv, pred, gold, same):
     assert mv.equivalent(pred, gold) is same
 
 
-def test_numeric_tolerance_option():
-    strict = MathVerifier(rel_tol=0.0, abs_tol=0.0)
-    loose = MathVerifier(rel_tol=1e-3)
-    assert not strict.equivalent("3.1416", "3.14159")
-    assert loose.equivalent("3.1416", "3.14159")  # |diff| = 1e-5 <= 1e-3 * 3.1416
-    assert not loose.equivalent("3.15", "3.14159")
-    assert strict.equivalent("0.50", "1/2")  # exact equality needs no tolerance
+def test_decimals_are_read_as_rounded_and_nothing_else_has_a_tolerance():
+    v = MathVerifier()
+    assert v.equivalent("3.14159", "3.14")  # a decimal reference is rounded: 3.14159 rounds to it
+    assert v.equivalent("22/7", "3.14")
+    assert not v.equivalent("3.1", "3.14")  # coarser than the reference
+    assert not v.equivalent("3.146", "3.14")
+    assert not v.equivalent("3.1416", "3.14159")
+    assert v.equivalent("0.333333", "\\frac{1}{3}")  # 1/3 to float_rounding (6) digits
+    assert not v.equivalent("0.33333", "\\frac{1}{3}")
+    assert not v.equivalent("0.4", "7/20")  # 7/20 = 0.35 exactly: a decimal of it must be exact
+    assert v.equivalent("0.35", "7/20") and v.equivalent("0.50", "1/2")
+    assert not v.equivalent("10000000000.5", "10000000000")
+    assert not v.equivalent("3.0000001", "3")
 
 
 def test_several_boxed_answers_the_last_counts(mv):
@@ -115,7 +138,9 @@ def test_works_from_threads():
     assert out == {0: True, 1: True, 2: True}
 
 
-@pytest.mark.parametrize("kw", [{"timeout_s": 0}, {"rel_tol": -1.0}, {"abs_tol": float("nan")}, {"timeout_s": "5"}])
+@pytest.mark.parametrize(
+    "kw", [{"timeout_s": 0}, {"timeout_s": float("nan")}, {"timeout_s": "5"}, {"float_rounding": -1}, {"float_rounding": 2.5}]
+)
 def test_bad_configuration_names_the_field(kw):
     with pytest.raises(ConfigError, match=next(iter(kw))):
         MathVerifier(**kw)
@@ -127,5 +152,99 @@ def test_fast_path_fraction_forms_agree(f):
     v = MathVerifier()
     frac = f"\\frac{{{f.numerator}}}{{{f.denominator}}}" if f.denominator != 1 else str(f.numerator)
     assert v.equivalent(f"{f.numerator}/{f.denominator}", frac)
-    assert v.equivalent(repr(float(f)), frac)  # float repr round-trips within rel_tol
+    assert v.equivalent(_decimal(f, 12), frac)  # correctly rounded to 12 digits (exact when it terminates)
+    if not _finite(f):
+        assert not v.equivalent(_decimal(f, 3), frac)  # too few digits for a value with no finite expansion
     assert not v.equivalent(str(f.numerator + f.denominator) + "/" + str(f.denominator), frac)
+
+
+# ---------------------------------------------------------------- answers a policy could game the reward with
+
+_BIG = st.integers(min_value=-(10**80), max_value=10**80) | st.sampled_from([10**9 + 7, 10**12, 2**64, 10**63])
+_OFFSETS = st.sampled_from([1, -1, 2, 1000, -1000, 10**9, 10**6]) | st.integers(-(10**12), 10**12).filter(bool)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_BIG, _OFFSETS)
+def test_a_wrong_integer_is_never_credited(n, d):
+    v = MathVerifier()
+    assert not v.equivalent(str(n + d), str(n))
+    assert not v.equivalent(f"{n + d:,}", str(n))  # thousands separators
+    assert not v.equivalent(f"{n}.5", str(n)) and not v.equivalent(f"{n}.000001", str(n))
+    assert not v.equivalent(f"\\frac{{{n + d}}}{{1}}", str(n))
+    assert v.equivalent(str(n), str(n)) and v.equivalent(f"{n:,}", str(n)) and v.equivalent(f"{n}.0", str(n))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(min_value=10**8, max_value=10**40), _OFFSETS)
+def test_a_wrong_integer_expression_is_never_credited_by_math_verify(n, d):
+    # expressions are not plain numbers: these reach math-verify (exact SymPy integers)
+    assert not MV_SHARED.equivalent(f"{n} + {d}", str(n))
+    assert MV_SHARED.equivalent(f"{n - d} + {d}", str(n))
+
+
+MV_SHARED = MathVerifier(timeout_s=3)
+_CONNECTIVES = [
+    "=", "\\lor", "\\vee", "\\land", "\\wedge", "\\to", "\\rightarrow", "\\Rightarrow", "\\implies", "\\iff",
+    "\\Leftrightarrow", "\\neq", "\\le", "\\ge", "<", ">", "\\approx", "\\text{ or }", "\\text{ and }", " or ", ",\\ ",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-1000, 1000), st.integers(-1000, 1000), st.sampled_from(_CONNECTIVES), st.booleans())
+def test_a_statement_or_a_combination_is_not_an_answer(a, g, conn, gold_last):
+    """`5 = 3`, `1 \\lor 3`, `5 \\to 3`, `x \\le 3`: math-verify would take the last element; never credited
+    (the fast checks decide these without the worker, except for the comma list)."""
+    parts = (a, g) if gold_last else (g, a)
+    pred = f"{parts[0]} {conn} {parts[1]}"
+    if conn.startswith(","):  # a list of two answers: only wrong when they differ (math-verify decides)
+        if a != g:
+            assert not MV_SHARED.equivalent(pred, str(g))
+        return
+    assert not MathVerifier().equivalent(pred, str(g)), pred
+    assert not MathVerifier().equivalent(f"{a} {conn} {a} {conn} {g}", str(g))
+
+
+@pytest.mark.parametrize(
+    "pred, gold, same",
+    [
+        ("x = 3", "3", True),  # one variable, one `=`: the value
+        ("\\theta = \\pi", "\\pi", True),
+        ("f(x) = 3", "3", True),
+        ("x = 2 + 1 = 3", "3", False),  # a chain is a statement
+        ("5 = 3", "3", False),
+        ("x = 1 \\text{ or } x = 3", "3", False),
+        ("\\pm 3", "3", False),
+        ("y = 2x + 1", "y=2x+1", True),  # a relation as the reference: math-verify compares equations
+        ("x^2+y^2=1", "x^2 + y^2 = 1", True),
+        ("3\\%", "3", True),  # `%` is a unit, dropped on both sides ...
+        ("25%", "25\\%", True),
+        ("300\\%", "3", False),  # ... and never converted
+        ("0.25", "25\\%", False),
+    ],
+)
+def test_statements_and_percent(pred, gold, same):
+    assert MV_SHARED.equivalent(pred, gold) is same
+
+
+def _unicode_digits(value: int) -> list[str]:
+    import sys
+    import unicodedata
+
+    out = []
+    for cp in range(sys.maxunicode + 1):
+        c = chr(cp)
+        if c not in "0123456789" and unicodedata.category(c) in ("Nd", "No") and unicodedata.digit(c, None) == value:
+            out.append(c)
+    return out
+
+
+def test_unicode_look_alike_digits_are_never_credited():
+    """Only ASCII digits are digits: `３` (fullwidth), `٣` (Arabic-Indic), `𝟑` (bold), `³`: all wrong for 3."""
+    v = MathVerifier()
+    looks = _unicode_digits(3)
+    assert len(looks) > 50 and "\uff13" in looks and "\u0663" in looks and "\u00b3" in looks
+    for c in looks:
+        assert not v.equivalent(c, "3"), ascii(c)
+        assert not v.equivalent("1" + c, "13"), ascii(c)
+        assert not v.equivalent("3", c), ascii(c)

@@ -1,6 +1,7 @@
 """The code sandbox: rewards from tests, and hostile programs that must end with reward 0 within the limits
 and leave the machine as it was (no stray processes, no files outside the run's directory)."""
 
+import json
 import os
 import tempfile
 import time
@@ -12,7 +13,8 @@ import pytest
 
 from lengthrl.errors import ConfigError
 from lengthrl.verifiers import SandboxLimits, code_reward, isolation, run_program
-from lengthrl.verifiers.sandbox import UID_BASE
+from lengthrl.errors import LengthRLError
+from lengthrl.verifiers.sandbox import UID_BASE, WEAK_ENV
 
 FAST = SandboxLimits(timeout_s=1.5, cpu_s=1, memory_bytes=512 << 20, max_output_bytes=64 << 10)
 
@@ -168,6 +170,7 @@ def test_fallback_without_namespaces(name, unharmed, monkeypatch):
     if not iso.per_run_uid:
         pytest.skip("needs root to run the program under a user id of its own")
     monkeypatch.setenv("LENGTHRL_SECRET_TOKEN", "hunter2")
+    monkeypatch.setenv(WEAK_ENV, "1")
     prog = f"CANARY = {str(unharmed)!r}\nTEST_PID = {os.getpid()}\n" + HOSTILE[name]
     t0 = time.monotonic()
     res = run_program(prog, ["assert OK == 1"], limits=FAST, iso=iso)
@@ -206,3 +209,141 @@ def test_read_only_outside_the_working_directory(unharmed):
     )
     res = run_program(prog)
     assert res.stdout.strip() == "ok []"
+
+
+# ---------------------------------------------------------------- the program's own file system (private root)
+
+needs_private_root = pytest.mark.skipif(
+    not isolation().readonly_fs, reason="no mount namespace on this machine: no private root (docs/security.md)"
+)
+
+
+@needs_private_root
+def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(tmp_path, unharmed):
+    """The red-team program: walk the file system, find the data file holding this stdin, print its output."""
+    from lengthrl.tasks.base import Sample
+    from lengthrl.tasks.code_task import CodeTask
+
+    cases = [[f"{a} {b}\n", f"{a * b + 7}\n"] for a, b in [(3, 4), (11, 13), (5, 9)]]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": "multiply, add 7", "io_tests": cases}) for _ in range(2)))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(data, 0o644)  # world-readable, as data files usually are
+    cheat = (
+        "import os, sys, json\nmine = sys.stdin.read()\n"
+        "for root, dirs, files in os.walk('/'):\n"
+        "    dirs[:] = [d for d in dirs if d not in ('proc', 'sys')]\n"
+        "    for f in files:\n"
+        "        try:\n            text = open(os.path.join(root, f), errors='ignore').read(1 << 20)\n"
+        "        except OSError:\n            continue\n"
+        "        for line in text.splitlines():\n"
+        "            try:\n                row = json.loads(line)\n            except Exception:\n                continue\n"
+        "            for i, o in (row.get('io_tests') or []) if isinstance(row, dict) else []:\n"
+        "                if i == mine:\n                    print(o, end='')\n                    raise SystemExit(0)\n"
+    )
+    task = CodeTask([Sample(id="m", prompt="p", answer="", meta={"io_tests": cases})], limits=FAST)
+    s = task.samples()[0]
+    assert task.score(s, "```python\na, b = map(int, input().split())\nprint(a * b + 7)\n```").reward == 1.0
+    assert task.score(s, f"```python\n{cheat}```").reward == 0.0
+
+
+@needs_private_root
+def test_the_program_sees_no_host_files(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    here = Path(__file__).resolve().parent.parent
+    paths = [str(secret), str(here), str(here / "pyproject.toml"), os.path.expanduser("~"), "/tmp", "/etc/passwd",
+             "/home", "/work", "/run", "/var", "/root", os.path.realpath(os.sys.executable)]
+    prog = f"import os\nprint(sorted(os.listdir('/')))\nprint([p for p in {paths!r} if os.path.exists(p)])"
+    res = run_program(prog, limits=FAST)
+    top, seen = res.stdout.strip().split("\n")
+    assert seen == "[]", seen
+    assert set(eval(top)) <= {"bin", "box", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr"}
+
+
+@needs_private_root
+def test_host_unix_sockets_are_unreachable(tmp_path):
+    """A socket file on the host is not in the program's file system, for Python, C (ctypes) or a child python3;
+    abstract sockets are scoped by the network namespace."""
+    import socket
+    import threading
+
+    path = str(tmp_path / "host.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    os.chmod(tmp_path, 0o777)
+    os.chmod(path, 0o777)
+    srv.listen()
+    srv.settimeout(6)
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind("\0lengthrl-test-" + uuid.uuid4().hex)
+    abstract.listen()
+    got = []
+    threading.Thread(target=lambda: got.append(_accept(srv)), daemon=True).start()
+    child = (
+        "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1])\n    s.sendall(b'hi')\n"
+        "    print('connected')\nexcept OSError as e:\n    print('refused', e.errno)"
+    )
+    prog = (
+        "import ctypes, struct, subprocess, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"for p in [{path!r}, {abstract.getsockname()!r}]:\n"
+        "    fd = libc.socket(1, 1, 0)\n    raw = p.encode() if isinstance(p, str) else p\n"
+        "    addr = struct.pack('=H', 1) + raw + b'\\0' * (108 - len(raw))\n"
+        "    print('ctypes', libc.connect(fd, addr, 110))\n"
+        f"print(subprocess.run(['/usr/bin/python3', '-I', '-c', {child!r}, {path!r}], capture_output=True, text=True).stdout)"
+    )
+    res = run_program(prog, limits=FAST)
+    srv.close()
+    abstract.close()
+    assert res.stdout.count("ctypes -1") == 2, res.stdout + res.stderr
+    assert "refused" in res.stdout and "connected" not in res.stdout, res.stdout + res.stderr
+    assert got in ([], [None])
+
+
+def _accept(srv):
+    try:
+        conn, _ = srv.accept()
+        return conn.recv(10)
+    except OSError:
+        return None
+
+
+@needs_private_root
+@pytest.mark.parametrize(
+    "prog",
+    [
+        "f = open('big', 'wb')\nfor _ in range(400):\n    f.write(b'0' * (1 << 20))\nOK = 1",  # 400 MB: disk quota
+        "for i in range(600000):\n    open(f'f{i}', 'w').close()\nOK = 1",  # many files: inode cap
+        "import os\nfor _ in range(5000):\n    os.mkdir('d')\n    os.chdir('d')\nOK = 1",  # a deep tree
+    ],
+    ids=["disk_quota", "many_files", "deep_tree"],
+)
+def test_disk_is_bounded_and_needs_no_clean_up(prog, unharmed):
+    t0 = time.monotonic()
+    res = run_program(prog, ["assert OK == 1"], limits=replace(FAST, file_bytes=1 << 30, disk_bytes=32 << 20))
+    assert res.passed == [False], res.stderr[-300:]
+    assert time.monotonic() - t0 < FAST.timeout_s + 3.0
+    assert "OSError" in res.stderr or "No space" in res.stderr or res.status in ("timeout", "signal", "error")
+
+
+def test_without_namespaces_untrusted_code_needs_an_explicit_opt_in(monkeypatch, tmp_path):
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    monkeypatch.delenv(WEAK_ENV, raising=False)
+    with pytest.raises(LengthRLError, match=WEAK_ENV):
+        run_program("print(1)", iso=weak)
+    monkeypatch.setenv(WEAK_ENV, "1")
+    assert run_program("print(1)", iso=weak, limits=FAST).stdout == "1\n"
+
+
+def test_weak_sandbox_clean_up_survives_a_deep_tree(monkeypatch):
+    """Without a private root the program writes in the host run directory: a 4000-deep tree must not make
+    the clean-up raise RecursionError or leave the directory."""
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    monkeypatch.setenv(WEAK_ENV, "1")
+    before = _run_dirs()
+    prog = "import os\nfor _ in range(4000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')"
+    res = run_program(prog, iso=weak, limits=replace(FAST, timeout_s=20, cpu_s=10))
+    assert res.stdout == "deep\n", res.stderr[-300:]
+    assert _run_dirs() - before == set()

@@ -23,29 +23,72 @@ MS_BIND = 4096
 MS_REC = 16384
 
 
-def _unescape(path):
-    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def _readonly_except(workdir):
-    """Bind `workdir` onto itself, then remount every other mount point read-only (this mount namespace only)."""
+def _libc():
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    wd = workdir.encode()
-    if libc.mount(wd, wd, None, MS_BIND | MS_REC, None) != 0:
-        raise OSError(ctypes.get_errno(), "bind mount of the working directory failed")
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f if line.strip()]
-    failed = []
-    for mp in points:
-        if mp == workdir or mp.startswith("/proc"):
+    return libc, ctypes
+
+
+def _mount(libc, ctypes, src, dst, fstype, flags, data=None):
+    enc = lambda x: None if x is None else x.encode()  # noqa: E731
+    if libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {src} -> {dst} failed")
+
+
+BOX = "/box"  # the run directory, as the program sees it
+
+
+def _private_root(workdir, python, disk_bytes):
+    """Build a new root file system for the program and enter it (mount namespace only): a read-only tmpfs
+    holding /usr, /lib*, /bin, /sbin and the interpreter's prefix (read-only binds), /dev/null, /dev/zero,
+    /dev/urandom, a fresh /proc, and `/box`: a size-capped tmpfs (the only writable place) holding a copy of
+    the run's files. Nothing else of the host (data files, the project, home directories, /tmp, /etc, sockets)
+    is visible. Returns the run directory's new path."""
+    libc, ctypes = _libc()
+    _mount(libc, ctypes, None, "/", None, MS_REC | 1 << 18)  # MS_PRIVATE: no mount events back to the host
+    new = os.path.join(workdir, "root")
+    os.mkdir(new, 0o755)
+    _mount(libc, ctypes, "tmpfs", new, "tmpfs", 0, "size=4m,mode=755")
+    binds = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    if not prefix.startswith("/usr/"):
+        binds.append(prefix)
+    for src in binds:
+        if not os.path.exists(src):
             continue
-        if libc.mount(None, mp.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
-            failed.append(mp)
-    return failed
+        dst = new + src
+        if os.path.islink(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(os.readlink(src), dst)
+            continue
+        os.makedirs(dst, exist_ok=True)
+        _mount(libc, ctypes, src, dst, None, MS_BIND | MS_REC)
+        _mount(libc, ctypes, None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
+    os.makedirs(new + "/dev")
+    for dev in ("null", "zero", "urandom", "random"):
+        open(new + "/dev/" + dev, "w").close()
+        _mount(libc, ctypes, "/dev/" + dev, new + "/dev/" + dev, None, MS_BIND)
+    os.makedirs(new + "/proc")
+    _mount(libc, ctypes, "proc", new + "/proc", "proc", 2 | 8 | 4)  # nosuid, noexec, nodev
+    os.makedirs(new + BOX)
+    _mount(libc, ctypes, "tmpfs", new + BOX, "tmpfs", 2 | 4, f"size={int(disk_bytes)},nr_inodes=4096,mode=700")
+    for name in os.listdir(workdir):
+        if name != "root":
+            with open(os.path.join(workdir, name), "rb") as fi, open(new + BOX + "/" + name, "wb") as fo:
+                fo.write(fi.read())
+    os.chdir(new)
+    if libc.syscall(_PIVOT_ROOT, b".", b".") != 0:
+        raise OSError(ctypes.get_errno(), "pivot_root failed")
+    if libc.umount2(b".", 2) != 0:  # MNT_DETACH: drop the old root
+        raise OSError(ctypes.get_errno(), "umount of the old root failed")
+    os.chdir("/")
+    _mount(libc, ctypes, None, "/", None, MS_REMOUNT | MS_RDONLY)
+    return BOX
+
+
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 
 
 def _set_limits(lim):
@@ -60,17 +103,27 @@ def _set_limits(lim):
     }
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for key, res in table.items():
+        if key not in lim:
+            continue
         v = int(lim[key])
         resource.setrlimit(res, (v, v))
 
 
 def boot(cfg):
+    import resource  # noqa: F401  (imported before the private root hides this interpreter's library)
+
     workdir = cfg["workdir"]
     if cfg.get("readonly_fs"):
-        _readonly_except(workdir)
+        workdir = _private_root(workdir, cfg["python"], cfg["limits"]["disk_bytes"])
+        cfg = dict(cfg, workdir=workdir, env=dict(cfg["env"], HOME=workdir, TMPDIR=workdir))
     os.chdir(workdir)
-    _set_limits(cfg["limits"])
     uid = cfg.get("uid")
+    if uid is not None and os.geteuid() == 0:
+        if cfg.get("readonly_fs"):
+            for name in os.listdir(workdir):
+                os.chown(os.path.join(workdir, name), uid, uid)
+            os.chown(workdir, uid, uid)
+    _set_limits(cfg["limits"])
     if uid is not None and os.geteuid() == 0:
         os.setgroups([])
         os.setgid(cfg["gid"])

@@ -5,8 +5,10 @@ Layers (each used when this machine allows it; `isolation()` reports which hold,
 - a new process session, killed as a whole (SIGKILL to the process group) at the wall-clock limit;
 - Linux namespaces via util-linux `unshare`: an empty network namespace (no interface but a down loopback),
   a PID namespace (the program is PID 1 there: when it ends, every process it started dies; it cannot see or
-  signal outside processes) and a mount namespace in which every mount is read-only except the run's own
-  temporary working directory;
+  signal outside processes) and a mount namespace with a private root: read-only system directories, no
+  host file beyond them (no data, project, home, /tmp or socket files), and `/box`, a size- and inode-capped
+  tmpfs, as the only writable working directory; without namespaces the sandbox refuses to run unless
+  `LENGTHRL_SANDBOX_WITHOUT_NAMESPACES=1` is set;
 - when started as root: the program runs as the unprivileged user `nobody` (uid 65534), so it cannot write
   root's files, signal root's processes, and RLIMIT_NPROC applies (the kernel exempts root from it);
 - resource limits: RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_NOFILE, no core files;
@@ -45,6 +47,7 @@ UID_SPAN = 1 << 20
 _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 _CHILD_SRC = Path(__file__).with_name("_sandbox_child.py")
+WEAK_ENV = "LENGTHRL_SANDBOX_WITHOUT_NAMESPACES"  # "1": run untrusted code even without namespaces
 _NS_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 
 
@@ -59,6 +62,7 @@ class SandboxLimits:
     nproc: int = 64  # RLIMIT_NPROC: processes + threads of the sandbox user
     nofile: int = 64  # RLIMIT_NOFILE: open file descriptors per process
     max_output_bytes: int = 1 << 20  # stdout + stderr; the run is killed beyond this
+    disk_bytes: int = 64 << 20  # size of the run directory's tmpfs (private root only)
 
     def __post_init__(self):
         for name, v in vars(self).items():
@@ -153,7 +157,7 @@ def _trial(iso: Isolation) -> str:
         "try:\n    open(path, 'w').close()\n    print('writable')\nexcept OSError:\n    print('readonly')" % probe
     )
     try:
-        res = run_program(prog, limits=SandboxLimits(timeout_s=30), iso=iso)
+        res = run_program(prog, limits=SandboxLimits(timeout_s=30), iso=iso, _probe=True)
     finally:
         leaked = Path(tempfile.gettempdir()) / probe
         if leaked.exists():
@@ -214,6 +218,7 @@ def run_program(
     stdin: str = "",
     limits: SandboxLimits | None = None,
     iso: Isolation | None = None,
+    _probe: bool = False,
 ) -> SandboxResult:
     """Run `program` (Python source) in the sandbox.
 
@@ -225,6 +230,12 @@ def run_program(
     """
     lim = limits or SandboxLimits()
     iso = iso or isolation()
+    if not iso.namespaces and not _probe and os.environ.get(WEAK_ENV) != "1":
+        raise LengthRLError(
+            "the code sandbox cannot create Linux namespaces here (needs root or unprivileged user namespaces and "
+            "util-linux `unshare`), so a program could read this machine's files and reach local sockets; run the "
+            f"trainer in a container or VM, or set {WEAK_ENV}=1 to accept the weaker sandbox (docs/security.md)"
+        )
     tests = list(tests or [])
     workdir = tempfile.mkdtemp(prefix="lengthrl-sbx-")
     r_fd = w_fd = -1
@@ -252,7 +263,7 @@ def run_program(
             "python": iso.python,
             "env": env,
             "result_fd": w_fd,
-            "limits": {k: getattr(lim, k) for k in ("cpu_s", "memory_bytes", "file_bytes", "nproc", "nofile")},
+            "limits": {k: getattr(lim, k) for k in ("cpu_s", "memory_bytes", "file_bytes", "nproc", "nofile", "disk_bytes")},
         }
         prefix = []
         if iso.namespaces:
@@ -285,7 +296,17 @@ def run_program(
         for fd in (r_fd, w_fd):
             if fd >= 0:
                 os.close(fd)
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_tree(workdir)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a run directory whatever the program left in it (a tree too deep for shutil's recursion too)."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        pass
+    if os.path.exists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", path], capture_output=True, env={"PATH": "/usr/bin:/bin"})
 
 
 def _collect(proc: subprocess.Popen, r_fd: int, lim: SandboxLimits, n_tests: int, t0: float) -> SandboxResult:

@@ -92,7 +92,7 @@ def one_update(model_dir: str, loss: str, d: Dist, rows: torch.Tensor, micro: in
     cfg = build_config(extra=dict(model=model_dir, loss=loss, prompts_per_step=4, group_size=G) | UPDATE_KW
                        | dict(micro_batch_size=micro))
     m = ppo_update(wrapped, opt, sched, batch.rows(rows), cfg, torch.Generator().manual_seed(MB_SEED), dist=d,
-                   groups=groups)
+                   groups=groups).metrics
     assert m["optimizer_steps"] == UPDATE_KW["mini_batches"]
     return m["loss"], torch.cat([gr.flatten() for gr in opt.grads])
 
@@ -443,7 +443,7 @@ def test_update_metrics_do_not_depend_on_micro_batches(model_dir):
             cfg = build_config(extra=dict(model=model_dir, loss=loss, prompts_per_step=4, group_size=G, epochs=2,
                                           micro_batch_size=micro, grad_clip=0.0))
             got.append(ppo_update(model, opt, sched, fixed_batch(model.config.vocab_size), cfg,
-                                  torch.Generator().manual_seed(0)))
+                                  torch.Generator().manual_seed(0)).metrics)
         for k in ("ratio_mean", "ratio_min", "ratio_max", "approx_kl", "clip_frac_high", "entropy", "loss"):
             assert got[0][k] == pytest.approx(got[1][k], rel=1e-5, abs=1e-7), (loss, k)
         assert got[0]["ratio_max"] > got[0]["ratio_min"] and got[0]["ratio_mean"] != 1.0  # epoch 2 moved them

@@ -3,14 +3,13 @@ over budget and returns to 0 under it), PI damping, per-prompt budgets, config v
 hooks (metrics, checkpoint, resume)."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lengthrl.control import LagrangeConfig, LagrangeController, apply_controller
+from lengthrl.control import LagrangeConfig, LagrangeController, shape_scored, step_budgets
 from lengthrl.errors import ConfigError, DataError
 from lengthrl.tasks.base import Sample
 from lengthrl.train.config import build_config
@@ -125,14 +124,22 @@ def test_shaping_preserves_order_within_a_group_of_equal_rewards(lengths, lam):
     assert all(vals[i] >= vals[i + 1] - 1e-6 for i in range(len(vals) - 1))
 
 
-def test_per_prompt_budgets_and_apply_controller():
+def test_per_prompt_budgets_shaping_and_dual_step():
+    from lengthrl.train.scoring import Scored
+
     ctl = LagrangeController(LagrangeConfig(budget=20, per_prompt=True, lr=1.0, init=1.0))
     samples = [Sample("a", "p", "1", target_len=10), Sample("b", "p", "2", target_len=None)]
-    scored = SimpleNamespace(rewards=torch.tensor([1.0, 1.0, 0.0, 0.0]), terms={})
-    m = apply_controller(ctl, scored, samples, torch.tensor([10, 20, 20, 30]), group_size=2)
-    # budgets [10, 10, 20, 20]; term -1 * (L - B)/B = [0, -1, 0, -0.5]
-    assert torch.allclose(scored.terms["lagrange"], torch.tensor([0.0, -1.0, 0.0, -0.5]))
-    assert torch.allclose(scored.rewards, torch.tensor([1.0, 0.0, 0.0, -0.5]))
+    scored = Scored(rewards=torch.tensor([1.0, 1.0, 0.0, 0.0]), terms={}, correct=torch.ones(4, dtype=torch.bool),
+                    format_ok=torch.ones(4, dtype=torch.bool), verifier_errors=0)
+    lengths = torch.tensor([10, 20, 20, 30])
+    budgets = step_budgets(ctl, samples, group_size=2)
+    assert budgets.tolist() == [10.0, 10.0, 20.0, 20.0]
+    shaped = shape_scored(ctl, scored, lengths, budgets)
+    m = ctl.dual_step(lengths, budgets)
+    # term -1 * (L - B)/B = [0, -1, 0, -0.5]
+    assert torch.allclose(shaped.terms["lagrange"], torch.tensor([0.0, -1.0, 0.0, -0.5]))
+    assert torch.allclose(shaped.rewards, torch.tensor([1.0, 0.0, 0.0, -0.5]))
+    assert scored.rewards.tolist() == [1.0, 1.0, 0.0, 0.0] and scored.terms == {}  # the input is left as it was
     # violation mean([0, 1, 0, 0.5]) = 0.375; integral 1 + 0.375 -> lambda 1.375
     assert m["lagrange/violation"] == pytest.approx(0.375) and m["lagrange/lambda"] == pytest.approx(1.375)
     assert m["lagrange/lambda_used"] == 1.0 and m["lagrange/budget_mean"] == pytest.approx(15.0)

@@ -32,6 +32,7 @@ effective penalty is -lambda * |y_i| / B_i.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
@@ -166,6 +167,13 @@ class LagrangeController:
         self.steps += 1
         return {"lagrange/lambda": self.lam, "lagrange/violation": g, "lagrange/integral": self.integral}
 
+    def dual_step(self, lengths, budgets: torch.Tensor) -> dict[str, float]:
+        """The trainer's dual step on a batch's lengths [N] and budgets [N]: `update`, reported with the multiplier
+        the batch was shaped with. Metrics lagrange/lambda_used, lagrange/lambda (after the step),
+        lagrange/violation, lagrange/integral, lagrange/budget_mean."""
+        used = self.lam
+        return {"lagrange/lambda_used": used, **self.update(lengths, budgets), "lagrange/budget_mean": float(budgets.mean())}
+
     # ---- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain-Python state: the multiplier, the PI integral, the step count and the config."""
@@ -194,15 +202,17 @@ def lagrange_config(cfg) -> LagrangeConfig | None:
     return lc
 
 
-def apply_controller(ctl: LagrangeController, scored, samples, lengths, group_size: int) -> dict[str, float]:
-    """The trainer's per-step hook: shape `scored.rewards` [N] in place with the current multiplier (the added
-    term is kept as `scored.terms["lagrange"]`), then take the dual step on this batch's lengths [N].
-    `samples` has one Sample per prompt (groups of `group_size` contiguous responses). Returns the metrics
-    lagrange/lambda (after the step), lagrange/lambda_used, lagrange/violation, lagrange/integral,
-    lagrange/budget_mean."""
-    n = int(torch.as_tensor(lengths).numel())
+def step_budgets(ctl: LagrangeController, samples, group_size: int) -> torch.Tensor:
+    """The budget of every response of a step, [N = len(samples) × group_size] float64 (groups contiguous;
+    per_prompt: each prompt's `Sample.target_len`)."""
+    n = len(samples) * group_size
     targets = [samples[i // group_size].target_len for i in range(n)] if ctl.cfg.per_prompt else None
-    B = ctl.budgets(n, targets)  # [N]
-    used = ctl.lam
-    scored.rewards, scored.terms["lagrange"] = ctl.shape(scored.rewards, lengths, B)
-    return {"lagrange/lambda_used": used, **ctl.update(lengths, B), "lagrange/budget_mean": float(B.mean())}
+    return ctl.budgets(n, targets)
+
+
+def shape_scored(ctl: LagrangeController, scored, lengths, budgets: torch.Tensor):
+    """A new `Scored` whose rewards [N] are shaped with the current multiplier, r - lambda (L - B) / B, and whose
+    terms add the shaping term as "lagrange"; `scored` itself is left as it was. The dual step is separate
+    (`LagrangeController.dual_step`), after the shaping: a batch is shaped with the lambda of the step before."""
+    rewards, term = ctl.shape(scored.rewards, lengths, budgets)
+    return dataclasses.replace(scored, rewards=rewards, terms={**scored.terms, "lagrange": term})

@@ -117,21 +117,32 @@ def compute_logprobs(
     return _finish(logits, response_ids.to(dev), response_mask.to(dev), temperature, return_entropy, chunk_rows)
 
 
-def _lean_ok(model) -> bool:
-    """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
+def lean_unsupported_reason(model, training: bool | None = None) -> str | None:
+    """Why the lean decoder cannot give the differentiable forward of `model` (None when it can): the
+    architecture is not covered, the model runs under torch.distributed (DDP / FSDP2 need their own forward for
+    gradient sync and sharded weights), or, in training mode (`training`, default `model.training`), gradient
+    checkpointing or attention dropout is on."""
+    from lengthrl.models.lora import is_adapted
     from lengthrl.rollout.fast import fast_unsupported_reason
 
-    from lengthrl.models.lora import is_adapted
-
     if is_adapted(model):
-        return False  # the training forward of a LoRA policy goes through the peft model
+        return "the model is adapted (LoRA): its training forward goes through the peft model"
+    training = model.training if training is None else training
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return False  # a DDP / FSDP-wrapped model must run its own forward (gradient sync, sharded weights)
-    if fast_unsupported_reason(model) is not None:
-        return False
-    if model.training and getattr(model, "is_gradient_checkpointing", False):
-        return False  # the model's own forward recomputes its layers in the backward pass
-    return not (model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0)
+        return "the model runs under torch.distributed (DDP / FSDP2 run the model's own forward)"
+    reason = fast_unsupported_reason(model)
+    if reason is not None:
+        return reason
+    if training and getattr(model, "is_gradient_checkpointing", False):
+        return "gradient checkpointing is on (the model's own forward recomputes its layers in the backward pass)"
+    if training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0:
+        return "the model has attention dropout, which the lean decoder does not apply"
+    return None
+
+
+def _lean_ok(model) -> bool:
+    """The lean decoder reproduces the model (architecture covered; no attention dropout while training)."""
+    return lean_unsupported_reason(model) is None
 
 
 def _finish_chunked(hidden, head, response_ids, rmask, temperature, return_entropy, chunk):

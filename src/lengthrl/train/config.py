@@ -54,6 +54,11 @@ class TrainConfig:
     rollout_engine: str = doc("rollout engine: 'auto' (the lean Llama/Qwen2 decoder when the model is supported, "
                               "else transformers), 'hf' (transformers) or 'fast' (the lean decoder; an error "
                               "when the model is not supported)", "auto")
+    logprob_impl: str = doc("the differentiable forward of the update (log-probs of the responses): 'auto' (the "
+                            "lean decoder, which encodes each group's prompt once, when rollout_engine is not "
+                            "'hf' and the model allows it, else the model's own forward), 'model' (always the "
+                            "model's own transformers forward) or 'lean' (always the lean decoder; an error "
+                            "when the model, gradient checkpointing or several processes rule it out)", "auto")
     # ---- objective -----------------------------------------------------------------------------------------
     loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
     loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
@@ -137,6 +142,7 @@ class TrainConfig:
     max_bad_steps: int = doc("stop after this many consecutive non-finite losses or gradients", 3)
 
 
+LOGPROB_IMPLS = ("auto", "model", "lean")
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
@@ -260,6 +266,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.rollout_engine not in ENGINES:
         raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
                           f"{', '.join(ENGINES)}")
+    need(cfg.logprob_impl in LOGPROB_IMPLS, "logprob_impl", f"must be one of {', '.join(LOGPROB_IMPLS)}")
+    need(cfg.policy != "diffusion" or cfg.logprob_impl != "lean", "logprob_impl",
+         "the diffusion policy scores with its own AR-order forward, not the lean decoder; use 'auto'")
     from lengthrl.train.distributed import check_strategy
 
     check_strategy(cfg.dist_strategy, cfg.fsdp_param_dtype)

@@ -12,22 +12,24 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from lengthrl.advantages import compute_advantages
-from lengthrl.control import LagrangeController, apply_controller, lagrange_config
+from lengthrl.control import LagrangeController, lagrange_config, shape_scored, step_budgets
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.models import lora
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
+from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, to_dict
 from lengthrl.train.data import PromptSampler
+from lengthrl.train.batch import StepBatch
+from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
 from lengthrl.train.distributed import (
     SINGLE,
     Dist,
@@ -38,9 +40,10 @@ from lengthrl.train.distributed import (
     shutdown,
 )
 from lengthrl.train.faults import pause_point
-from lengthrl.train.metrics import MetricsLog, rollout_metrics, truncate_jsonl
+from lengthrl.train.metrics import rollout_metrics
+from lengthrl.train.runlog import RunLogger
 from lengthrl.train.scoring import reward_batch, verify_batch
-from lengthrl.train.update import UpdateBatch, batched_logprobs, make_optimizer, ppo_update
+from lengthrl.train.update import UpdateBatch, UpdateResult, batched_logprobs, make_optimizer, ppo_update
 
 log = logging.getLogger("lengthrl.train")
 
@@ -130,14 +133,20 @@ class Trainer:
         lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
         self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
         self.engine = self.policy.engine(self.model, self.tok, cfg)
-        self.logprob_fn = self.policy.logprob_fn(self.tok, cfg)
+        self.logprob_fn = self.policy.logprob_fn(self.tok, cfg)  # the update's differentiable forward
+        if cfg.logprob_impl == "lean":
+            reason = "several processes" if self.dist.enabled else lean_unsupported_reason(self.model, training=True)
+            if reason is not None:
+                raise ConfigError(f"config key 'logprob_impl': 'lean' cannot be used here: {reason}; "
+                                  "use 'auto' or 'model'")
         self.params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                      max_new_tokens=cfg.max_new_tokens)
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches
         self.train_model = self.dist.wrap(self.model)  # DDP over the model with several processes
         self.opt, self.sched = make_optimizer(self.model, cfg, total_opt)
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)
-        self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.runlog = RunLogger(self.out, enabled=self.dist.is_main, sample_every=cfg.sample_every)
+        self.metrics = self.runlog.metrics  # metrics.jsonl
         self.step, self.bad_steps = 0, 0
         self.last_nonfinite: str | None = None  # what was non-finite in the last skipped step
         if self.dist.is_main:
@@ -145,9 +154,8 @@ class Trainer:
                                                              indent=1))
         if self.resume_from is not None:
             self._resume(self.resume_from)
-        elif self.dist.is_main:
-            for f in ("metrics.jsonl", "samples.jsonl", "score_errors.jsonl"):
-                (self.out / f).unlink(missing_ok=True)
+        else:
+            self.runlog.fresh()
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     def _state(self, optimizer: dict | None = None) -> dict:
@@ -204,100 +212,109 @@ class Trainer:
         self.step, self.bad_steps = s["step"], s["bad_steps"]
         self.last_nonfinite = s.get("last_nonfinite")
         self.dist.barrier()  # every rank has read the checkpoint before rank 0 edits the logs
-        if not self.dist.is_main:
-            return
-        self.metrics.truncate_after(self.step)
-        for f in ("samples.jsonl", "score_errors.jsonl"):
-            truncate_jsonl(self.out / f, self.step)
-        log.info("resumed from %s (step %d)", path, self.step)
+        self.runlog.resume(self.step)
+        if self.dist.is_main:
+            log.info("resumed from %s (step %d)", path, self.step)
 
     # ---- one step ------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
+        """One RL step: rollout -> verify -> reward -> advantages -> update -> log. Returns its metrics.
+
+        P = prompts_per_step, G = group_size, N = P·G rows of the whole batch, n of them on this rank (all N on
+        one process), T = response tokens; `sb` maps between the two (lengthrl.train.batch)."""
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
-        samples = self.sampler.next(cfg.prompts_per_step)  # the global batch's prompts, the same on every rank
-        lo, hi = self.block
-        prompt_ids = encode_prompts(self.tok, samples[lo:hi], self.max_prompt_tokens)
-        batch = self._generate(prompt_ids)  # [n = this rank's prompts × G]
+        sb = StepBatch(self.sampler.next(cfg.prompts_per_step), G, *self.block, dist=self.dist)  # [P] prompts
+
+        # ---- rollout: G responses to each of this rank's prompts
+        roll = self._generate(encode_prompts(self.tok, sb.local_samples, self.max_prompt_tokens))  # [n, T]
         t_roll = time.perf_counter() - t0
-        # each rank verifies its own responses; rewards need the whole batch, so the verdicts are gathered
-        local_texts = batch.texts(self.tok)
-        verdicts, fails = verify_batch(self.task, samples[lo:hi], local_texts, G, timeout_s=cfg.score_timeout_s)
-        for f in fails:
-            f["index"] += lo * G  # an index into the whole batch
-        texts, lengths, truncated, verdicts, fails = self._gather(local_texts, batch.lengths, batch.truncated,
-                                                                  verdicts, fails)  # [N]
-        scored = reward_batch(self.reward, samples, verdicts, fails, lengths, G, truncated)
-        if scored.failures and self.dist.is_main:
-            with open(self.out / "score_errors.jsonl", "a") as f:
-                for fail in scored.failures:
-                    f.write(json.dumps({"step": self.step + 1, **fail}) + "\n")
-        lag = apply_controller(self.lagrange, scored, samples, lengths, G) if self.lagrange else {}
-        eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
-        nonfinite = _nonfinite_term(scored)
-        adv = torch.zeros(len(lengths))  # [N]
-        if nonfinite is None:
-            adv = compute_advantages(cfg.advantage, scored.rewards, G, **eps)  # [N]
-            if not bool(torch.isfinite(adv).all()):
-                nonfinite, adv = f"advantages ({cfg.advantage})", torch.zeros(len(lengths))
-        m = rollout_metrics(lengths, scored.correct, truncated, scored.rewards, scored.terms, adv, G)
-        m.update(lag)
-        keep = torch.ones(len(lengths), dtype=torch.bool)
+
+        # ---- verify: each rank its own responses; rewards need the whole batch, so verdicts are gathered
+        local_texts = roll.texts(self.tok)  # [n]
+        verdicts, fails = verify_batch(self.task, sb.local_samples, local_texts, G, timeout_s=cfg.score_timeout_s)
+        resp = sb.gather(local_texts, roll.lengths, roll.truncated, verdicts, fails)  # texts, lengths, ... [N]
+
+        # ---- reward: task and length terms, then the length controller's shaping and its dual step
+        scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
+                              resp.truncated)  # rewards [N], terms {name: [N]}
+        lag = {}
+        if self.lagrange is not None:
+            budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
+            scored = shape_scored(self.lagrange, scored, resp.lengths, budgets)  # with the previous step's lambda
+            lag = self.lagrange.dual_step(resp.lengths, budgets)
+
+        # ---- advantages (zeros when a reward is non-finite), dynamic sampling
+        adv, nonfinite = self._advantages(scored)  # [N]
+        keep = torch.ones(sb.n_rows, dtype=torch.bool)  # [N] rows that enter the update
+        kept_frac = None
         if cfg.dynamic_sampling and nonfinite is None:
-            keep, frac = dynamic_sampling_filter(scored.rewards, G)
-            m["kept_groups_frac"] = float(frac)
-        loss_mask = batch.response_mask.float()
+            keep, kept_frac = dynamic_sampling_filter(scored.rewards, G)
+        loss_mask = roll.response_mask.float()  # [n, T]
         if cfg.overlong_filter:
-            loss_mask = loss_mask * (~batch.truncated).float()[:, None]
-        ub = UpdateBatch(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, loss_mask,
-                         adv[lo * G:hi * G], batch.group_index + lo)  # group ids global
-        keep_local = keep[lo * G:hi * G]
-        groups = torch.unique(torch.arange(cfg.prompts_per_step).repeat_interleave(G)[keep])  # kept, global
-        rows = keep_local.nonzero().flatten()
+            loss_mask = loss_mask * (~roll.truncated).float()[:, None]
+        rows = sb.local(keep).nonzero().flatten()  # this rank's kept rows, [<= n]
+        loss_tokens = float(self.dist.all_sum(loss_mask[rows].sum()))  # over every rank
+        decision = decide_update(nonfinite, cfg.beta, adv[keep], loss_tokens)
+
+        # ---- update
         pause_point(self.out, "update", self.step + 1)
-        if nonfinite is not None:  # skip the update: nothing non-finite may reach the weights
-            um = {"skipped_updates": 1, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0],
-                  "nonfinite": nonfinite}
-        elif cfg.beta == 0 and not bool((adv[keep] != 0).any()):
-            # no group carries a learning signal: the gradient is zero, and an AdamW step would still move the
-            # weights by its momentum, so no step is taken
-            um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0], "no_signal": 1}
-        elif float(self.dist.all_sum(loss_mask[rows].sum())) > 0:
-            if len(rows):
-                ub = ub.rows(rows)
-            else:  # nothing kept here: one zero-weight row keeps this rank in the collectives
-                ub = ub.rows(torch.zeros(1, dtype=torch.long))
-                ub.loss_mask = torch.zeros_like(ub.loss_mask)
-            micro = cfg.micro_batch_size or len(ub.advantages)
-            if cfg.epochs > 1 or cfg.mini_batches > 1:
-                with self.dist.full_weights(self.model):  # FSDP2: ranks may need different numbers of forwards
-                    ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)
-            if self.ref is not None:
-                ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn)
-            um = ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
-                            groups=groups, logprob_fn=self.logprob_fn)
-        else:  # dynamic sampling kept nothing, or every response was filtered out
-            um = {"skipped_updates": 0, "optimizer_steps": 0, "lr": self.sched.get_last_lr()[0]}
-        m.update(um)
-        if um.get("skipped_updates", 0) and not um.get("optimizer_steps"):
-            self.bad_steps += 1
-            self.last_nonfinite = um.get("nonfinite", "loss or gradient")
-        elif um.get("optimizer_steps"):
-            self.bad_steps = 0
-        dt = time.perf_counter() - t0
-        m.update(step=self.step + 1, step_time_s=dt, rollout_time_s=t_roll,
-                 tokens_per_s=float(lengths.sum()) / max(t_roll, 1e-9),
+        if decision.kind is Update.UPDATE:
+            ub = UpdateBatch(roll.prompt_ids, roll.prompt_mask, roll.response_ids, roll.response_mask, loss_mask,
+                             sb.local(adv), sb.global_groups(roll.group_index))  # [n] rows, group ids global
+            result = self._update(ub, rows, sb.kept_groups(keep))
+            update_metrics = result.metrics
+        else:
+            result, update_metrics = None, skip_metrics(decision, self.sched.get_last_lr()[0])
+        self.bad_steps, self.last_nonfinite = count_bad_steps(
+            self.bad_steps, self.last_nonfinite, decision, result.optimizer_steps if result else 0,
+            result.skipped_steps if result else 0, result.nonfinite if result else None)
+
+        # ---- log
+        m = rollout_metrics(resp.lengths, scored.correct, resp.truncated, scored.rewards, scored.terms, adv, G)
+        m.update(lag)
+        if kept_frac is not None:
+            m["kept_groups_frac"] = float(kept_frac)
+        m.update(update_metrics)
+        m.update(step=self.step + 1, step_time_s=time.perf_counter() - t0, rollout_time_s=t_roll,
+                 tokens_per_s=float(resp.lengths.sum()) / max(t_roll, 1e-9),
                  verifier_errors=scored.verifier_errors, verifier_timeouts=scored.verifier_timeouts,
                  bad_steps=self.bad_steps)
-        if self.dist.is_main and cfg.sample_every and (self.step + 1) % cfg.sample_every == 0:
-            with open(self.out / "samples.jsonl", "a") as f:
-                for i in range(0, len(texts), max(1, G // 2)):
-                    f.write(json.dumps({
-                        "step": self.step + 1, "prompt_id": samples[i // G].id, "prompt": samples[i // G].prompt,
-                        "response": texts[i], "length": int(lengths[i]), "correct": bool(scored.correct[i]),
-                        "reward": float(scored.rewards[i]), "advantage": float(adv[i]),
-                    }) + "\n")
+        self.runlog.score_errors(self.step + 1, scored.failures)
+        self.runlog.samples(self.step + 1, sb.samples, resp.texts, resp.lengths, scored.correct, scored.rewards,
+                            adv, G)
         return m
+
+    def _advantages(self, scored) -> tuple[torch.Tensor, str | None]:
+        """The advantages [N] of the batch's rewards, and the first non-finite reward term, reward or advantage
+        (None when all are finite; the advantages are then zeros, so nothing non-finite goes further)."""
+        cfg = self.cfg
+        n = len(scored.rewards)
+        nonfinite = _nonfinite_term(scored)
+        if nonfinite is not None:
+            return torch.zeros(n), nonfinite
+        eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
+        adv = compute_advantages(cfg.advantage, scored.rewards, cfg.group_size, **eps)  # [N]
+        if not bool(torch.isfinite(adv).all()):
+            return torch.zeros(n), f"advantages ({cfg.advantage})"
+        return adv, None
+
+    def _update(self, ub: UpdateBatch, rows: torch.Tensor, groups: torch.Tensor) -> UpdateResult:
+        """The PPO update on this rank's kept `rows` of `ub` ([n] rows), over the kept `groups` (global ids)."""
+        cfg = self.cfg
+        if len(rows):
+            ub = ub.rows(rows)
+        else:  # nothing kept here: one zero-weight row keeps this rank in the collectives
+            ub = ub.rows(torch.zeros(1, dtype=torch.long))
+            ub.loss_mask = torch.zeros_like(ub.loss_mask)
+        micro = cfg.micro_batch_size or len(ub.advantages)
+        if cfg.epochs > 1 or cfg.mini_batches > 1:
+            with self.dist.full_weights(self.model):  # FSDP2: ranks may need different numbers of forwards
+                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)  # [b, T]
+        if self.ref is not None:
+            ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn)  # [b, T]
+        return ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
+                          groups=groups, logprob_fn=self.logprob_fn)
 
     def _generate(self, prompt_ids: list[list[int]]):
         """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
@@ -318,16 +335,6 @@ class Trainer:
             out.append(self.engine.generate(prompt_ids[i * k:(i + 1) * k], G, params))
         return out[0] if len(out) == 1 else concat_rollouts(out, self.engine.pad_token_id)
 
-    def _gather(self, texts: list[str], lengths: torch.Tensor, truncated: torch.Tensor, verdicts: list,
-                failures: list[dict]):
-        """The whole batch's texts [N], lengths [N], truncation flags [N], verifier verdicts [N] and failures,
-        in rank order, on every rank."""
-        if not self.dist.enabled:
-            return texts, lengths, truncated, verdicts, failures
-        parts = self.dist.gather_objects((texts, lengths, truncated, verdicts, failures))
-        return ([t for p in parts for t in p[0]], torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
-                [v for p in parts for v in p[3]], [f for p in parts for f in p[4]])
-
     # ---- the loop ------------------------------------------------------------------------------------------
     def run(self) -> list[dict]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -337,7 +344,7 @@ class Trainer:
         cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
         collapse = self._collapse_detector()
-        tb = self._tensorboard() if self.dist.is_main else None
+        self.runlog.open_tensorboard(self.step)
         with Progress(*cols, disable=not self.progress, transient=False) as bar:
             job = bar.add_task(f"train {cfg.loss}", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
@@ -348,13 +355,7 @@ class Trainer:
                 if warning is not None and self.dist.is_main:
                     log.warning("%s", warning.message)
                     bar.console.print(f"[yellow]warning: {warning.message}")
-                if self.dist.is_main:
-                    self.metrics.write(m)
-                if tb is not None:  # every numeric metric as a scalar, under the same names as metrics.jsonl
-                    for k, v in m.items():
-                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
-                            tb.add_scalar(k, v, self.step)
-                    tb.flush()
+                self.runlog.step_metrics(self.step, m)
                 pause_point(self.out, "metrics", self.step)
                 info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
                         f"ent {m.get('entropy', float('nan')):.2f}")
@@ -384,14 +385,6 @@ class Trainer:
             self.tok.save_pretrained(self.out / "final")
         self.dist.barrier()
         return self.metrics.rows()
-
-    def _tensorboard(self):
-        """A TensorBoard writer on OUT/tensorboard when the tensorboard package is installed, else None."""
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None)
 
     def _collapse_detector(self):
         """The live length-collapse detector (lengthrl.analysis.collapse), fed with the steps already logged when

@@ -59,8 +59,16 @@ def _ar_logprob_fn(tok, cfg):
 
     from lengthrl.rollout import compute_logprobs
 
-    # each group's prompt encoded once (Llama/Qwen2 on one process; compute_logprobs falls back otherwise)
-    return partial(compute_logprobs, shared_prefix=cfg.rollout_engine != "hf", logprob_chunk=cfg.logprob_chunk)
+    # the lean decoder encodes each group's prompt once (Llama/Qwen2 on one process; with 'auto'
+    # compute_logprobs falls back to the model's forward otherwise; 'lean' was checked by the trainer)
+    return partial(compute_logprobs, shared_prefix=uses_lean_forward(cfg),
+                   logprob_chunk=cfg.logprob_chunk)
+
+
+def uses_lean_forward(cfg) -> bool:
+    """Whether the update asks for the lean decoder's forward (`logprob_impl`; 'auto': unless rollout_engine
+    is 'hf')."""
+    return cfg.logprob_impl == "lean" or (cfg.logprob_impl == "auto" and cfg.rollout_engine != "hf")
 
 
 def _lazy(name: str) -> Callable:

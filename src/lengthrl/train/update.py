@@ -63,9 +63,21 @@ def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator,
     return [torch.isin(group_index, chunk).nonzero().flatten() for chunk in perm.chunk(n_mini)]
 
 
+@dataclass(frozen=True)
+class UpdateResult:
+    """What an update did: its optimizer steps, the steps it skipped on a non-finite loss or gradient (and
+    which was non-finite first), and its metrics (loss metrics averaged, `skipped_updates`, `optimizer_steps`,
+    `lr`, `nonfinite` when a step was skipped)."""
+
+    optimizer_steps: int
+    skipped_steps: int
+    nonfinite: str | None  # "loss" or "gradient": the first non-finite quantity of a skipped optimizer step
+    metrics: dict
+
+
 def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Generator, dist=None,
-               groups: torch.Tensor | None = None, logprob_fn=None) -> dict[str, float]:
-    """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`. Returns averaged metrics (floats).
+               groups: torch.Tensor | None = None, logprob_fn=None) -> UpdateResult:
+    """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`.
 
     With several ranks (`dist`, see `lengthrl.train.distributed`), `batch` is this rank's rows and `groups` the
     global group ids to update on; normalisers, losses and metrics are reduced over ranks, and every rank runs
@@ -136,7 +148,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     )
     if nonfinite:
         metrics["nonfinite"] = nonfinite
-    return metrics
+    return UpdateResult(n_opt, skipped, nonfinite, metrics)
 
 
 class LossStats:

@@ -46,6 +46,8 @@ TOL = 1e-6
 # rows), two epochs (old log-probs), another loss, gradient checkpointing
 EXTRA_KW = dict(steps=2, beta=0.05, dynamic_sampling=True, epochs=2, loss="dapo", checkpoint_every=0,
                 gradient_checkpointing=True)
+# a LoRA policy under DDP (only the adapter's gradients are all-reduced), with the KL to the adapter-free base
+LORA_KW = dict(steps=2, beta=0.05, lora_r=4, lora_alpha=8.0, lora_target_modules=["q_proj", "v_proj"])
 MB_SEED = 1  # mini-batches {groups 1, 3} and {0, 2}: each holds rows of both ranks (rank 0: groups 0-1)
 
 
@@ -123,6 +125,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str):
         shutil.copytree(run, Path(out) / "mixed")
     d.barrier()
     train(build_config(extra=kw), run, resume=True, progress=False, evaluate=False, dist=d)
+    train(build_config(extra=kw | LORA_KW), Path(out) / "lora", progress=False, evaluate=False, dist=d)
     fsdp, fsdp_kw = init_from_env("fsdp"), kw | dict(dist_strategy="fsdp")
     train(build_config(extra=fsdp_kw | dict(steps=2)), Path(out) / "fsdp", progress=False, evaluate=False,
           dist=fsdp)
@@ -276,6 +279,16 @@ def test_short_run_and_resume_equal_one_process(two_ranks, one_process):
     assert ckpts[-1] == "step_000003" and not list((two_ranks / "run" / "checkpoints").glob(".tmp*"))
     samples = (two_ranks / "run" / "samples.jsonl").read_text().splitlines()
     assert len(samples) == len((one_process / "samples.jsonl").read_text().splitlines())  # rank 0 wrote once
+
+
+def test_lora_under_ddp_equals_one_process(model_dir, two_ranks, tmp_path):
+    from lengthrl.train.loop import train
+
+    train(build_config(extra=RUN_KW | dict(model=model_dir) | LORA_KW), tmp_path, progress=False, evaluate=False)
+    ref = metric_rows(tmp_path)
+    assert any(r["optimizer_steps"] > 0 and r["grad_norm"] > 0 for r in ref)
+    assert_same_metrics(ref, metric_rows(two_ranks / "lora"), "ddp lora", steps=(1, 2))
+    assert (two_ranks / "lora" / "final" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_fsdp_training_checkpoints_and_resume_equal_one_process(model_dir, two_ranks, one_process, tmp_path):

@@ -80,6 +80,18 @@ def test_three_steps_train_only_the_adapter(micro_dir, tmp_path):
     assert not (ck / "model.safetensors").exists()
     assert (tmp_path / "a" / "final" / "adapter" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "a" / "final" / "model.safetensors").exists()  # merge_lora = false
+    with pytest.raises(ConfigError, match="LoRA adapter only.*merge_lora"):
+        load_policy(tmp_path / "a" / "final")
+
+
+def test_lean_scorer_refuses_adapted_modules(micro_dir):
+    from lengthrl.rollout.fast import LeanDecoder
+
+    pm = _adapted(load_policy(micro_dir)[0])
+    pid, pm_, rid, _ = _batch(pm.config.vocab_size)
+    with pytest.raises(ConfigError, match="logprob_impl.*'model'"):
+        LeanDecoder(pm).score_logits(pid, pm_, rid)
+    LeanDecoder(load_policy(micro_dir)[0]).score_logits(pid, pm_, rid)  # a plain model is scored
 
 
 def test_resume_is_bitwise(micro_dir, tmp_path):

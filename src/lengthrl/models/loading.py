@@ -56,6 +56,10 @@ def check_model_dir(model_dir: str | Path) -> Path:
         raise ConfigError(f"model_dir {str(path)!r} does not exist (models are loaded from local directories only); {hint}")
     if not path.is_dir():
         raise ConfigError(f"model_dir {str(path)!r} is a file, not a model directory; {hint}")
+    if not any((path / f).is_file() for f in _WEIGHT_FILES) and (path / "adapter").is_dir():
+        raise ConfigError(f"model_dir {str(path)!r} holds a LoRA adapter only ({str(path / 'adapter')!r}); train "
+                          "with merge_lora = true for a merged model there, or load the adapter onto its base "
+                          "model with peft (PeftModel.from_pretrained)")
     if not (path / "config.json").is_file():
         raise ConfigError(f"model_dir {str(path)!r} is not a model directory: no config.json; {hint}")
     if not any((path / f).is_file() for f in _WEIGHT_FILES):

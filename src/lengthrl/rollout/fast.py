@@ -213,6 +213,11 @@ class LeanDecoder:
         causally to themselves. Position t's logits are those of `model(...).logits[:, P - 1 + t]`.
         head=False: the final hidden states [B, T, H] instead (for `chunked_head_logprobs`).
         """
+        from lengthrl.models.lora import is_adapted
+
+        if is_adapted(self.model):  # the scorer reads weights directly: it would ignore the adapters' gradient path
+            raise ConfigError("config key 'logprob_impl': the lean scorer does not train LoRA adapters (peft "
+                              "layers); use logprob_impl = 'model' (what 'auto' picks with lora_r > 0)")
         B, P = prompt_ids.shape
         T = response_ids.shape[1]
         key = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)  # [B, 2P]

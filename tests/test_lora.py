@@ -94,8 +94,9 @@ def test_lean_scorer_refuses_adapted_modules(micro_dir):
     LeanDecoder(load_policy(micro_dir)[0]).score_logits(pid, pm_, rid)  # a plain model is scored
 
 
-def test_resume_is_bitwise(micro_dir, tmp_path):
-    kw = settings(micro_dir)
+@pytest.mark.parametrize("fmt", ["full", "sharded"])
+def test_resume_is_bitwise(micro_dir, tmp_path, fmt):
+    kw = settings(micro_dir, checkpoint_format=fmt)
     run(kw, tmp_path / "a")
     run(kw | {"steps": 2}, tmp_path / "b")
     run(kw, tmp_path / "b", resume=True)

@@ -113,7 +113,10 @@ class Trainer:
             if self.dist.sharded:
                 raise ConfigError("config key 'lora_r': LoRA runs with dist_strategy = 'ddp' (or one process), "
                                   "not 'fsdp'")
-            self.model = lora.wrap(self.model, cfg, self.resume_from / "model" if self.resume_from else None)
+            # (a sharded checkpoint holds the whole peft model's state in its shards, loaded in _resume)
+            adapter = None if self.resume_from is None or (self.resume_from / ckpt.SHARDS).is_dir() \
+                else self.resume_from / "model"
+            self.model = lora.wrap(self.model, cfg, adapter)
         self.ref = None
         if cfg.beta > 0 and cfg.lora_r and not cfg.ref_model:  # the base model: the policy, adapter disabled
             self.ref = lora.AdapterDisabled(self.model)

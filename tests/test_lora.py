@@ -218,3 +218,12 @@ def test_config_show_lists_the_lora_keys():
     for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora", "logprob_chunk"):
         assert k in keys and keys[k][3]  # documented
     assert keys["lora_r"][2] == "0"
+
+
+def test_logprob_impl_lean_refuses_lora_and_auto_uses_the_model(micro_dir, tmp_path):
+    with pytest.raises(ConfigError, match="logprob_impl.*LoRA"):
+        Trainer(build_config(extra=settings(micro_dir, logprob_impl="lean")), tmp_path / "lean", progress=False)
+    tr = Trainer(build_config(extra=settings(micro_dir, logprob_impl="auto")), tmp_path / "auto", progress=False)
+    from lengthrl.rollout.logprobs import lean_unsupported_reason
+
+    assert "LoRA" in lean_unsupported_reason(tr.model)  # 'auto' falls back to the peft model's forward

@@ -106,3 +106,17 @@ def test_logprob_impl_model_and_lean_train_alike(micro_dir, tmp_path):
     for k in ("loss", "entropy", "kl_ref", "grad_norm"):
         if k in rows["model"]:
             assert rows["lean"][k] == pytest.approx(rows["model"][k], rel=1e-4, abs=1e-6), k
+
+
+def test_dual_clip_for_a_loss_without_it_is_refused(micro_dir):
+    from types import SimpleNamespace
+
+    from lengthrl.train.update import loss_hparams
+
+    with pytest.raises(ConfigError, match="'dual_clip'.*'gspo'"):
+        build_config(extra=dict(model=micro_dir, loss="gspo", dual_clip=3.0))
+    cfg = SimpleNamespace(loss="gspo", dual_clip=3.0, clip_low=None, clip_high=None, loss_agg_mode=None,
+                          max_new_tokens=8, beta=0.0)
+    with pytest.raises(ConfigError, match="'dual_clip'.*'gspo'"):
+        loss_hparams(cfg)
+    assert loss_hparams(build_config(extra=dict(model=micro_dir, loss="grpo", dual_clip=3.0)))["dual_clip"] == 3.0

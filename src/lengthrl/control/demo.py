@@ -134,7 +134,8 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
 
     from lengthrl.eval.budget import budget_curve, knee, plot_curves, save_curves
     from lengthrl.rollout import SamplingParams
-    from lengthrl.train.loop import Trainer, resolve_model_dir, train
+    from lengthrl.models.organism import resolve_model_dir
+    from lengthrl.train.loop import Trainer, train
 
     console = Console()
     t0 = time.perf_counter()

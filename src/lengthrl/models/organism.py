@@ -279,3 +279,10 @@ def build_organism(
         raise
     log(f"organism: written to {out}")
     return out
+
+
+def resolve_model_dir(name: str) -> Path:
+    """'organism' -> the cached built-in organism (built on first use); otherwise a local directory."""
+    if name == "organism":
+        return Path(build_organism())
+    return Path(name)

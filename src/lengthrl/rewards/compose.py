@@ -74,7 +74,7 @@ class RewardSpec:
                 f"{where} ({self.name}): gives advantage-like weights, not a reward; use it in place of the "
                 f"advantages (length_reward({self.name!r}, ...) or the {self.name.upper()} object), not as a reward term"
             )
-        fed = STATEFUL_REWARDS[self.name]._state_fed if self.name in STATEFUL_REWARDS else set()
+        fed = STATEFUL_REWARDS[self.name].state_fed if self.name in STATEFUL_REWARDS else set()
         bad = sorted(set(self.hparams) - (spec.hparams - fed))
         if bad:
             raise ConfigError(
@@ -129,7 +129,7 @@ class CompositeReward:
         c = as_correct(correct, n)
         g = check_group_size(n, group_size)
         used = {k for t in self.terms if t.name in LENGTH_REWARDS for k in LENGTH_REWARDS[t.name].hparams}
-        used -= {k for obj in self.stateful.values() for k in obj._state_fed}
+        used -= {k for obj in self.stateful.values() for k in obj.state_fed}
         unused = set(per_sample) - used
         if unused:
             raise ConfigError(f"per-sample input(s) {', '.join(sorted(unused))} are used by no term of this reward")

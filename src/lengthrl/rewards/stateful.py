@@ -39,10 +39,10 @@ class StatefulLengthReward:
 
     def __init__(self, **hparams):
         spec = LENGTH_REWARDS[self.name]
-        check_hparams("length reward", self.name, hparams, spec.hparams - self._state_fed)
+        check_hparams("length reward", self.name, hparams, spec.hparams - self.state_fed)
         self.hparams = dict(hparams)
 
-    _state_fed: set[str] = set()  # hyperparameters the object supplies from its state
+    state_fed: frozenset[str] = frozenset()  # hyperparameters the object supplies from its state, not the config
 
     def state_dict(self) -> dict:
         """Plain-Python state (name, hyperparameters and the subclass's own state) for checkpoints."""
@@ -70,7 +70,7 @@ class HAPO(StatefulLengthReward):
     """
 
     name = "hapo"
-    _state_fed = {"history"}
+    state_fed = frozenset({"history"})
 
     def __init__(self, **hparams):
         super().__init__(**hparams)

@@ -310,6 +310,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.micro_batch_size <= n_seqs, "micro_batch_size", f"must be at most the batch size {n_seqs}")
     if cfg.dual_clip is not None:
         need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
+        need("dual_clip" in LOSSES[cfg.loss].extra_hparams, "dual_clip",
+             f"loss {cfg.loss!r} does not take it (losses that do: "
+             f"{', '.join(n for n, s in LOSSES.items() if 'dual_clip' in s.extra_hparams)}); unset it")
     from lengthrl.control import lagrange_config
 
     lagrange_config(cfg)  # validates the length_budget* / lagrange_* keys when the controller is on

@@ -21,6 +21,7 @@ import torch
 from lengthrl.advantages import compute_advantages
 from lengthrl.control import LagrangeController, lagrange_config, shape_scored, step_budgets
 from lengthrl.errors import ConfigError, LengthRLError
+from lengthrl.models.organism import resolve_model_dir  # noqa: F401 - also importable from here
 from lengthrl.models import lora
 from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
@@ -50,15 +51,6 @@ log = logging.getLogger("lengthrl.train")
 
 class TrainingStopped(LengthRLError):
     """The run stopped on purpose (e.g. too many non-finite updates); the message says why."""
-
-
-def resolve_model_dir(name: str) -> Path:
-    """'organism' -> the cached built-in organism (built on first use); otherwise a local directory."""
-    if name == "organism":
-        from lengthrl.models.organism import build_organism
-
-        return Path(build_organism())
-    return Path(name)
 
 
 def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[list[int]]:

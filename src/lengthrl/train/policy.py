@@ -37,7 +37,7 @@ POLICIES: Registry[PolicyAdapter] = Registry("policy")
 
 
 def _ar_resolve(cfg) -> Path:
-    from lengthrl.train.loop import resolve_model_dir
+    from lengthrl.models.organism import resolve_model_dir
 
     return resolve_model_dir(cfg.model)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lengthrl.errors import ConfigError
 from lengthrl.objectives import LOSSES, policy_loss
 from lengthrl.rollout import compute_logprobs
 
@@ -32,9 +33,17 @@ class UpdateBatch:
 
 
 def loss_hparams(cfg) -> dict:
+    """The loss's keyword hyperparameters from the config; a set key the loss does not take (`dual_clip` for a
+    loss without a PPO clip) is a ConfigError naming the loss and the key, never silently dropped."""
+    spec = LOSSES[cfg.loss]
+    for key in ("dual_clip",):
+        if getattr(cfg, key) is not None and key not in spec.extra_hparams:
+            takes = [n for n, s in LOSSES.items() if key in s.extra_hparams]
+            raise ConfigError(f"config key {key!r}: loss {cfg.loss!r} does not take it (losses that do: "
+                              f"{', '.join(takes)}); unset {key} or pick one of those losses")
     hp = {"max_len": cfg.max_new_tokens}
     for key in ("clip_low", "clip_high", "loss_agg_mode", "dual_clip"):
-        if getattr(cfg, key) is not None and (key != "dual_clip" or "dual_clip" in LOSSES[cfg.loss].extra_hparams):
+        if getattr(cfg, key) is not None:
             hp[key] = getattr(cfg, key)
     if cfg.beta > 0:
         hp["beta"] = cfg.beta

@@ -132,3 +132,27 @@ def test_tokenizer_without_pad_token_reuses_eos(micro_dir, tmp_path):
 def test_count_of_bad_inputs():
     """The number reported for issue 9: every case above is a distinct bad input, rejected cleanly."""
     assert len(CASES) >= 25
+
+
+def test_an_existing_run_is_never_overwritten_by_accident(micro_dir, tmp_path, capsys):
+    """`train --out DIR` into a run without --resume: exit 2 naming the step, nothing touched; --overwrite starts
+    over; --resume continues."""
+    out = tmp_path / "run"
+    argv = ["train", "--quiet", "--out", str(out)]
+    for item in [f"model={json.dumps(str(micro_dir))}", "eval_prompts=0", "steps=2", "train_prompts=16",
+                 "prompts_per_step=1", "group_size=2", "max_new_tokens=8", "checkpoint_every=1"]:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"lengthrl train: error: {out} holds a run up to step 2; pass --resume to continue it or "
+                           "--overwrite to start over"), err
+    assert {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    assert main(argv + ["--resume", "--overwrite"]) == 2
+    assert main(argv + ["--overwrite", "--set", "steps=1"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1] and sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000001"]
+    assert main(argv + ["--resume"]) == 0  # continues 1 -> 2
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]

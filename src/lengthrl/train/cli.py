@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from lengthrl.commands import command
+from lengthrl.errors import ConfigError
 from lengthrl.train.config import build_config, describe, to_dict
 
 
@@ -20,6 +25,7 @@ def run_train(args) -> int:
     from lengthrl.train.loop import train
 
     cfg = build_config(args.config, args.set)
+    _guard_existing_run(Path(args.out), resume=args.resume, overwrite=args.overwrite)
     # several processes under torchrun (docs/scaling.md), else a no-op
     dist = init_from_env(cfg.dist_strategy, cfg.fsdp_param_dtype)
     try:
@@ -42,7 +48,52 @@ def _(p):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, samples.jsonl, checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that holds a run (its metrics, samples and checkpoints are deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+RUN_FILES = ("metrics.jsonl", "samples.jsonl", "score_errors.jsonl")
+
+
+def existing_run_step(out: Path) -> int | None:
+    """The last step of the run held in `out` (its newest checkpoint, else its last metrics line), or None when
+    `out` holds no run."""
+    from lengthrl.train import checkpoint as ckpt
+
+    steps = [int(p.name[len(ckpt.PREFIX):]) for p in ckpt.list_checkpoints(out) if p.name[len(ckpt.PREFIX):].isdigit()]
+    if steps:
+        return max(steps)
+    metrics = out / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        import json
+
+        last = 0
+        for line in metrics.read_text(errors="replace").splitlines():
+            try:
+                last = max(last, int(json.loads(line).get("step", 0)))
+            except (ValueError, TypeError, AttributeError):
+                pass
+        return last
+    return None
+
+
+def _guard_existing_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """Never lose a run by accident: an --out that holds one needs --resume (continue) or --overwrite."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run in --out, or start over")
+    if resume or not out.is_dir():
+        return
+    step = existing_run_step(out)
+    if step is None:
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} holds a run up to step {step}; pass --resume to continue it or --overwrite to "
+                          "start over")
+    if int(os.environ.get("RANK", "0")) == 0:  # one process deletes (torchrun)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        for f in RUN_FILES:
+            (out / f).unlink(missing_ok=True)
 
 
 @command("config", "show every training config key with type, default and doc, or a resolved config",

@@ -126,3 +126,37 @@ def test_logs_are_cut_back_to_the_checkpoint_and_a_torn_last_line_dropped(tmp_pa
         truncate_jsonl(p, 2)
     truncate_jsonl(tmp_path / "absent.jsonl", 1)  # nothing to do
     assert not (tmp_path / "absent.jsonl").exists()
+
+
+@pytest.mark.parametrize("fault", ["between_renames", "before_aside"])
+def test_re_saving_a_step_never_leaves_no_valid_checkpoint(micro_dir, tmp_path, monkeypatch, fault):
+    """keep_checkpoints = 1 and the last step re-saved (a finished run resumed): a crash at any point of the
+    replacement (injected: the rename of the new copy fails) leaves a state that `latest_valid` restores,
+    and the complete temporary copy is never deleted as stale."""
+    import os
+
+    model, tok = load_policy(micro_dir)
+    ck.save_checkpoint(tmp_path, 1, model, tok, {"step": 1}, keep=1)
+    real_rename = os.rename
+    calls = []
+
+    def crash(src, dst):
+        calls.append((str(src), str(dst)))
+        if (fault == "between_renames" and ".tmp-" in str(src)) or (fault == "before_aside" and len(calls) == 1):
+            raise KeyboardInterrupt("killed here")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(ck.os, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint(tmp_path, 1, model, tok, {"step": 1, "new": True}, keep=1)
+    monkeypatch.setattr(ck.os, "rename", real_rename)
+    if fault == "between_renames":
+        assert ck.list_checkpoints(tmp_path) == []  # the old copy is aside, the new one not yet in place
+    best = ck.latest_valid(tmp_path)
+    assert best is not None and best.name == "step_000001"
+    ck.verify(best)
+    state = torch.load(best / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 1 and state.get("new", False) == (fault == "between_renames")  # the newer copy wins
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_000001"]
+    ck.save_checkpoint(tmp_path, 1, model, tok, {"step": 1}, keep=1)  # and a plain re-save leaves one copy
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_000001"]

@@ -24,6 +24,7 @@ from lengthrl.train.faults import pause_point
 log = logging.getLogger("lengthrl.train")
 PREFIX = "step_"
 TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"  # a checkpoint moved aside while the same step is re-saved
 SHARDS = "shards"  # a sharded checkpoint's torch.distributed.checkpoint directory (model and optimizer)
 
 
@@ -99,9 +100,13 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _fsync_tree(tmp)
     pause_point(run_dir, "save", step)
-    if final.exists():
-        shutil.rmtree(final)
+    aside = root / f"{OLD_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
+    if final.exists():  # re-saving a step: move the old copy aside first, so a valid copy always exists
+        os.rename(final, aside)
+        pause_point(run_dir, "replace", step)
     os.rename(tmp, final)
+    if aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
     fd = os.open(root, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -171,16 +176,39 @@ def load_shards(path: Path, model, optimizer=None) -> None:
 
 
 def clean_tmp(run_dir: Path) -> list[Path]:
-    """Remove the temporary directories of checkpoint writes that never finished (a run killed mid-write);
-    returns the paths removed. Only one process writes a run directory, so every `.tmp-*` there is stale."""
+    """Tidy what an interrupted checkpoint write left (only one process writes a run directory): a complete
+    temporary copy (`.tmp-step_N-PID`, every file of its manifest present and intact) or a copy moved aside
+    (`.old-step_N-PID`) becomes `step_N` when no `step_N` exists, so the only valid state is never deleted;
+    everything else is removed. Returns the paths removed."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    stale = sorted(p for p in root.iterdir() if p.name.startswith(TMP_PREFIX))
-    for p in stale:
-        log.warning("removing %s, left by a checkpoint write that did not finish", p)
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    return stale
+    removed = []
+    for prefix in (TMP_PREFIX, OLD_PREFIX):  # the newer copy first
+        for p in sorted(q for q in root.iterdir() if q.name.startswith(prefix)):
+            step = _step_of(p.name[len(prefix):])
+            final = root / f"{PREFIX}{step:06d}" if step is not None else None
+            if final is not None and p.is_dir() and not final.exists():
+                try:
+                    verify(p, step)
+                except CheckpointError:
+                    pass
+                else:
+                    log.warning("restoring %s from %s, left complete by an interrupted checkpoint write", final, p)
+                    os.rename(p, final)
+                    continue
+            log.warning("removing %s, left by a checkpoint write that did not finish", p)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _step_of(name: str) -> int | None:
+    """`step_000003-1234` -> 3; None for any other name."""
+    if not name.startswith(PREFIX):
+        return None
+    digits = name[len(PREFIX):].split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -190,8 +218,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
 
 
-def verify(ckpt: Path) -> None:
-    """Raise CheckpointError unless every file of the manifest is present with its checksum."""
+def verify(ckpt: Path, step: int | None = None) -> None:
+    """Raise CheckpointError unless every file of the manifest is present with its checksum (`step`: the
+    step the directory must hold, by default the one its name says)."""
     mf = ckpt / "manifest.json"
     try:
         manifest = json.loads(mf.read_text())
@@ -201,7 +230,9 @@ def verify(ckpt: Path) -> None:
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         raise CheckpointError(f"checkpoint {ckpt}: manifest.json has no valid 'files' table of checksums")
     suffix = ckpt.name[len(PREFIX):]
-    if not suffix.isdigit() or manifest.get("step") != int(suffix):
+    if step is None:
+        step = int(suffix) if suffix.isdigit() else None
+    if step is None or manifest.get("step") != step:
         raise CheckpointError(f"checkpoint {ckpt}: manifest.json is for step {manifest.get('step')!r}, not for "
                               "this directory's step")
     for required in ("trainer_state.pt", "model/config.json"):

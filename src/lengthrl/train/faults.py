@@ -5,7 +5,8 @@ Set the environment variable ``LENGTHRL_PAUSE_AT="<point>:<step>"`` (several sep
 run reaches that point at that step it writes the marker file ``<run dir>/.paused-<point>-<step>`` and sleeps
 until it is killed. Without the variable every point is a no-op (one dictionary lookup).
 
-Points: ``save`` (checkpoint files written to the temporary directory, not yet renamed), ``metrics`` (the
+Points: ``save`` (checkpoint files written to the temporary directory, not yet renamed), ``replace`` (a
+re-saved step: the old copy moved aside, the new one not yet renamed into place), ``metrics`` (the
 step's metrics line written, its checkpoint not yet), ``update`` (rollout and scoring done, update not yet).
 """
 
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 ENV = "LENGTHRL_PAUSE_AT"
-POINTS = ("save", "metrics", "update")
+POINTS = ("save", "replace", "metrics", "update")
 
 
 def marker(run_dir: str | Path, point: str, step: int) -> Path:

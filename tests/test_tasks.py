@@ -152,8 +152,8 @@ def test_data_task_math_with_template_and_holdout(tmp_path):
     assert {s.id for s in train}.isdisjoint({s.id for s in test})
     s = train[0]
     assert s.target_len in (128, 256) and s.prompt.endswith(f"Think for {s.target_len} tokens.")
-    assert t.score(s, f"so \\boxed{{{s.answer}}}").correct
-    assert not t.score(s, "so \\boxed{-1}").correct
+    assert t.score(s, f"so\n#### {s.answer}").correct  # answer_rule hash: the response rule is hash too
+    assert not t.score(s, f"so \\boxed{{{s.answer}}}").correct and not t.score(s, "so\n#### -1").correct
     with pytest.raises(ConfigError, match="needs a length budget"):
         DataTask(f, prompt_field="question", answer_rule="hash", template="hbpo")
 

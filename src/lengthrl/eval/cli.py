@@ -34,11 +34,16 @@ def parse_task_args(items: list[str] | None) -> dict[str, Any]:
 
 
 def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] | None = None) -> Task:
-    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("data", path=data, **task_args)`."""
+    """`lengthrl.tasks.get_task(name, **task_args)`, or for a data file `get_task("data", path=data, **task_args)`
+    whose test split is the whole file (unless task_args name test_path or test_fraction): `eval --data FILE`
+    evaluates every row of FILE."""
     from lengthrl.tasks import get_task  # noqa: PLC0415
 
     if data is not None:
-        return get_task("data", path=data, **(task_args or {}))
+        task_args = dict(task_args or {})
+        if "test_path" not in task_args and "test_fraction" not in task_args:
+            task_args["test_path"] = data
+        return get_task("data", path=data, **task_args)
     return get_task(name, **(task_args or {}))
 
 

@@ -82,14 +82,15 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
              samples: Sequence[Sample] | None = None, n_prompts: int | None = None, split: str = "test",
              seed: int = 0, batch_prompts: int = 8, out: str | Path | None = None,
              baseline: dict[str, Any] | None = None, progress: bool = True, model_name: str | None = None,
-             tokenizer: Any = None) -> EvalResult:
+             tokenizer: Any = None, truncated_correct: bool = False) -> EvalResult:
     """Evaluate `policy` on `task` with `n_samples` responses per prompt and return (and optionally write) the
     eval result.
 
     policy: a policy object (see module doc) or a model directory path. samples: the prompts (default
     `task.samples(split, n_prompts, seed)`). ks: the k of pass@k (each <= n_samples). sampling: passed to
     `generate` unchanged. batch_prompts: prompts per `generate` call. baseline: a summary dict (acc, len/mean)
-    for AES. progress: show a rich progress bar.
+    for AES. progress: show a rich progress bar. truncated_correct: count a truncated response (no EOS
+    within the budget) by its verdict; by default it is wrong (reward 0), as in training.
     """
     if n_samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {n_samples}")
@@ -107,7 +108,9 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
         raise ConfigError("policy must have generate(prompt_ids, n, params) and a tokenizer")
     prompts = list(samples) if samples is not None else task.samples(split, n_prompts, seed)
     if not prompts:
-        raise DataError(f"task {task.name!r} gave no prompts for split {split!r}")
+        raise DataError(f"task {task.name!r} gave no prompts for split {split!r}; for a data file hold out rows "
+                        "with --task-arg test_fraction=0.1, give --task-arg test_path=test.jsonl, or evaluate "
+                        "another split with --split train")
 
     records: list[EvalRecord] = []
     verifier_errors = 0
@@ -133,6 +136,8 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
                 except Exception as e:  # noqa: BLE001  a failing verifier scores 0, as in training
                     verifier_errors += 1
                     log.warning("verifier of task %s failed on prompt %s: %r; scored as wrong", task.name, sample.id, e)
+                    correct, reward = False, 0.0
+                if trunc[row] and not truncated_correct:
                     correct, reward = False, 0.0
                 records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
                                           length=int(lengths[row]), correct=correct,

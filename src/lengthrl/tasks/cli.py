@@ -3,10 +3,8 @@ data file against a field mapping before training on it."""
 
 from __future__ import annotations
 
-import json
-
 from lengthrl.commands import command
-from lengthrl.errors import ConfigError
+from lengthrl.parsing import parse_items
 
 
 def _first_line(obj) -> str:
@@ -15,18 +13,9 @@ def _first_line(obj) -> str:
 
 
 def parse_task_args(items: list[str] | None, flag: str = "--arg") -> dict:
-    """`key=value` strings -> task kwargs; values are read as JSON when they parse (`3`, `[512, 1024]`, `true`),
-    else kept as text. A malformed item raises a ConfigError naming `flag`."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects key=value, got {item!r}; write KEY=VALUE, e.g. {flag} digits=3")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """`key=value` strings -> task kwargs, read by the same parser as `--set` (`lengthrl.parsing`): TOML, then
+    JSON (`3`, `[512, 1024]`, `true`, `{"format_template": "hash"}`), else text."""
+    return parse_items(items, flag)
 
 
 @command(
@@ -53,6 +42,11 @@ def run_tasks(args) -> int:
         for split in ("train", "test"):
             samples = task.samples(split, n=args.n, seed=args.seed)
             console.print(f"[bold]{args.show}[/bold] {split}: showing {len(samples)}")
+            if split == "test" and not samples:
+                src = getattr(task, "test_source", None)
+                console.print(f"  no test split{f' ({src} selected no rows)' if src else ''}: hold out rows with "
+                              "--arg test_fraction=0.1 or give --arg test_path=test.jsonl (training then needs "
+                              "task_args.test_fraction / task_args.test_path, or eval_prompts=0)")
             for s in samples:
                 console.print({"id": s.id, "prompt": s.prompt, "answer": s.answer, "target_len": s.target_len})
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,23 @@ from lengthrl.tasks.data import FieldMap, load_samples
 from lengthrl.tasks.math_task import ListTask, MathTask
 from lengthrl.tasks.registry import TASKS
 from lengthrl.tasks.templates import TEMPLATES, apply_template, choose_budget
+
+log = logging.getLogger("lengthrl.tasks")
+
+DEFAULT_TEST_FRACTION = 0.1  # held out when neither test_path nor test_fraction is given
+
+# The answer format a prompt template asks for -> (response rule, format check). A template that asks for
+# no format leaves it to the answer rule of the reference column (GSM8K '#### n' -> `hash`, MATH -> `boxed`).
+TEMPLATE_FORMATS = {"gsm8k": ("hash", "hash"), "boxed": ("boxed", "boxed"),
+                    "think_answer": ("answer_tag", "think_answer")}
+ANSWER_RULE_FORMATS = {"hash": ("hash", "hash"), "boxed": ("boxed", "boxed")}
+
+
+def task_format(template: str, answer_rule: str) -> tuple[str, str | None]:
+    """(response_rule, format_template) that follow the task's format: the prompt template's when it asks for
+    one, else the reference answers' (`answer_rule` hash / boxed), else ('auto', None)."""
+    return TEMPLATE_FORMATS.get(template) or ANSWER_RULE_FORMATS.get(answer_rule) or ("auto", None)
+
 
 TASK_KINDS: Registry[type[ListTask]] = Registry("data task kind")
 TASK_KINDS.register("math", MathTask)
@@ -33,12 +51,16 @@ class DataTask(Task):
 
     Args:
         path: the training file. `test_path`: an optional test file (same mapping); otherwise
-            `test_fraction` of the rows (chosen by a hash of their id) are held out as the test split.
+            `test_fraction` of the rows (chosen by a hash of their id) are held out as the test split
+            (default 0.1 when neither is given; `test_fraction=0` trains on every row and has no test split).
         prompt_field, answer_field, id_field, target_len_field, solution_field, tests_field, answer_rule:
             the `FieldMap`.
         kind: `math` (scored by the math verifier) or `code` (the response's program run against the
             row's tests in the sandbox); `scoring`: keyword arguments of that task class
-            (`response_rule`, `format_template`, `verifier` / `mode`, `limits`).
+            (`response_rule`, `format_template`, `verifier` / `mode`, `limits`). By default a math task's
+            `response_rule` and `format_template` follow the task's format (`task_format`): template `gsm8k` or
+            answer_rule `hash` -> the response must end with `#### n`; `boxed` -> `\\boxed{}`;
+            `think_answer` -> `<answer>` tags inside the think/answer format.
         template: prompt template name (`plain`, `think_answer`, `boxed`, `l1`, `hbpo`, `ruler`, ...);
             `budgets` / `budget_range`: length budgets for templates that need one, unless the row has
             `target_len_field`; `budget_seed`: seed of the per-sample budget choice.
@@ -59,13 +81,19 @@ class DataTask(Task):
         answer_rule: str = "raw",
         kind: str = "math",
         test_path: str | Path | None = None,
-        test_fraction: float = 0.0,
+        test_fraction: float | None = None,
         template: str = "plain",
         budgets: int | Sequence[int] | None = None,
         budget_range: tuple[int, int] | None = None,
         budget_seed: int = 0,
         scoring: dict[str, Any] | None = None,
     ):
+        if test_fraction is None:
+            test_fraction = 0.0 if test_path is not None else DEFAULT_TEST_FRACTION
+            if test_path is None:
+                log.info("data task %s: holding out %.0f%% of the rows as the test split (set "
+                         "task_args.test_fraction or task_args.test_path to choose)", Path(path).name,
+                         100 * DEFAULT_TEST_FRACTION)
         if not (isinstance(test_fraction, (int, float)) and 0.0 <= test_fraction < 1.0):
             raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
         if test_path is not None and test_fraction:
@@ -92,7 +120,14 @@ class DataTask(Task):
                 )
             return apply_template(s, tpl, budget)
 
-        self.inner: ListTask = cls([prep(s) for s in train], [prep(s) for s in test], **(scoring or {}))
+        scoring = dict(scoring or {})
+        if kind == "math":
+            rule, fmt = task_format(template, answer_rule)
+            scoring.setdefault("response_rule", rule)
+            scoring.setdefault("format_template", fmt)
+        self.test_source = (f"task_args.test_path={test_path}" if test_path is not None
+                            else f"task_args.test_fraction={test_fraction:g}")
+        self.inner: ListTask = cls([prep(s) for s in train], [prep(s) for s in test], **scoring)
 
     def samples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[Sample]:
         """Up to `n` templated samples of `split`, shuffled by `seed`."""

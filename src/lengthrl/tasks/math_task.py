@@ -35,7 +35,9 @@ class MathTask(ListTask):
 
     `response_rule`: how the answer is read from a response (`auto`, `boxed`, `answer_tag`, `hash`,
     `last_number`); `format_template`: when set (`think_answer`, `answer_tag`, `hash`, `boxed`),
-    `Score.format_ok` says whether the whole response follows it, otherwise whether an answer was found.
+    `Score.format_ok` says whether the whole response follows it; otherwise whether the response marks an
+    answer (`<answer>` tags, `\\boxed{}` or `#### n`; with `response_rule` `auto` a bare number anywhere is
+    no format, or a `format` reward would pay any digit), or, for an explicit rule, whether it found one.
     """
 
     name = "math"
@@ -60,5 +62,10 @@ class MathTask(ListTask):
         """1.0 when the answer extracted from `response` equals `sample.answer`, else 0.0."""
         pred = extract_answer(response, self.response_rule)
         ok = self.verifier.equivalent(pred, sample.answer)
-        fmt = check_format(response, self.format_template) if self.format_template else pred is not None
+        if self.format_template:
+            fmt = check_format(response, self.format_template)
+        elif self.response_rule == "auto":
+            fmt = any(extract_answer(response, r) is not None for r in ("answer_tag", "boxed", "hash"))
+        else:
+            fmt = pred is not None
         return Score(correct=ok, reward=float(ok), format_ok=fmt, extracted=pred)

@@ -6,8 +6,10 @@ Every key is typed and validated; an error names the key and the fix. `lengthrl 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import logging
 import math
 import tomllib
 import types
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from lengthrl.errors import ConfigError
+from lengthrl.parsing import parse_value  # the one --set / --arg parser
+
+log = logging.getLogger("lengthrl.train")
 
 
 def doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
@@ -69,10 +74,14 @@ class TrainConfig:
     adv_eps: float | None = doc("eps of the std-normalising estimators (default: the estimator's own)", None)
     beta: float = doc("coefficient of the k3 KL to the reference model (0 = no reference model)", 0.0)
     # ---- reward --------------------------------------------------------------------------------------------
-    reward: list = doc("reward terms: [{name, weight, ...hyperparameters}] (see `lengthrl rewards`)",
+    reward: list = doc("reward terms: [{name, weight, ...hyperparameters}] (see `lengthrl rewards`); a length "
+                       "reward's max_len defaults to max_new_tokens; --set reward.N.key=value sets one term's key",
                        factory=lambda: [{"name": "correct", "weight": 1.0}])
     dynamic_sampling: bool = doc("drop groups whose rewards are all equal before the update (DAPO)", False)
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
+    truncated_correct: bool = doc("count a truncated response (max_new_tokens reached without EOS) by its "
+                                  "verdict; by default it is wrong with task reward 0, in training and in the "
+                                  "final evaluation (docs/metrics.md)", False)
     score_timeout_s: float = doc("deadline of one verifier call in seconds; a call that overruns or raises gives "
                                  "reward 0, is counted and logged to score_errors.jsonl (0 = no deadline)", 30.0)
     # ---- length budget (Lagrangian controller, docs/budget.md) ---------------------------------------------
@@ -193,14 +202,6 @@ def _unknown(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint} (see `lengthrl config show` for every key)")
 
 
-def parse_value(text: str) -> Any:
-    """A `--set` value: TOML syntax (numbers, true/false, [lists], {inline tables}), else a plain string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def build_config(path: str | Path | None = None, overrides: list[str] | None = None,
                  extra: dict | None = None) -> TrainConfig:
     """TOML file (optional) + `key=value` overrides + a dict, validated into a TrainConfig."""
@@ -220,11 +221,18 @@ def build_config(path: str | Path | None = None, overrides: list[str] | None = N
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set loss=luspo")
         k, v = item.split("=", 1)
         k = k.strip()
-        if "." in k:  # task_args.n_steps=3
-            top, sub = k.split(".", 1)
-            if top not in ("task_args",):
-                raise ConfigError(f"--set {item!r}: only task_args.<name> takes a dotted key")
-            values.setdefault(top, {})[sub] = parse_value(v)
+        if k.startswith("task_args."):  # task_args.n_steps=3, task_args.scoring.format_template=hash
+            *path, last = k.split(".")[1:]
+            d = values.setdefault("task_args", {})
+            for part in path:
+                d = d.setdefault(part, {})
+                if not isinstance(d, dict):
+                    raise ConfigError(f"--set {item!r}: task_args.{part} is not a table")
+            d[last] = parse_value(v)
+        elif k.startswith("reward."):  # reward.2.max_len=64: a hyperparameter of the third term
+            _set_reward_term(values, k, parse_value(v), item)
+        elif "." in k:
+            raise ConfigError(f"--set {item!r}: only task_args.<name> and reward.<index>.<key> take a dotted key")
         else:
             values[k] = parse_value(v)
     for k in values:
@@ -232,7 +240,54 @@ def build_config(path: str | Path | None = None, overrides: list[str] | None = N
             raise _unknown(k)
     cfg = TrainConfig(**{k: _check_type(k, v, HINTS[k]) for k, v in values.items()})
     validate(cfg)
+    warn_reward_lengths(cfg)
     return cfg
+
+
+def _set_reward_term(values: dict, key: str, value: Any, item: str) -> None:
+    """--set reward.N.key=value: set `key` of reward term N (counted from 0) of the file's (or the default)
+    reward list, copied first."""
+    parts = key.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        raise ConfigError(f"--set {item!r}: write reward.<index>.<key>=value, e.g. --set reward.1.max_len=64")
+    terms = copy.deepcopy(values.get("reward", FIELDS["reward"].default_factory()))
+    if not isinstance(terms, list):
+        raise ConfigError(f"--set {item!r}: config key 'reward' is not a list of terms")
+    i = int(parts[1])
+    if i >= len(terms):
+        names = ", ".join(f"{j}: {t.get('name')}" for j, t in enumerate(terms) if isinstance(t, dict))
+        raise ConfigError(f"--set {item!r}: no reward term {i}; the terms are {names}")
+    terms[i] = {**terms[i], parts[2]: value}
+    values["reward"] = terms
+
+
+def reward_terms(cfg: TrainConfig) -> list[dict]:
+    """cfg.reward with each length reward's missing `max_len` set to cfg.max_new_tokens (the generation cap),
+    as a new list; the trainer builds its CompositeReward from this."""
+    from lengthrl.rewards import LENGTH_REWARDS
+
+    out = []
+    for t in cfg.reward:
+        if isinstance(t, dict) and t.get("name") in LENGTH_REWARDS and "max_len" not in t \
+                and "max_len" in LENGTH_REWARDS[t["name"]].hparams:
+            t = {**t, "max_len": cfg.max_new_tokens}
+        out.append(t)
+    return out
+
+
+def warn_reward_lengths(cfg: TrainConfig) -> list[str]:
+    """Warnings (logged and returned) for length rewards whose max_len is not max_new_tokens: a cap above the
+    budget never fires (no response is longer than max_new_tokens)."""
+    msgs = []
+    for i, t in enumerate(cfg.reward):
+        if isinstance(t, dict) and "max_len" in t and t["max_len"] != cfg.max_new_tokens:
+            msgs.append(f"reward term {i} ({t.get('name')}): max_len = {t['max_len']} but max_new_tokens = "
+                        f"{cfg.max_new_tokens}" + ("; it can never fire" if t["max_len"] > cfg.max_new_tokens
+                                                   else "") + f" (drop max_len to follow max_new_tokens, or "
+                        f"--set reward.{i}.max_len=N)")
+    for m in msgs:
+        log.warning(m)
+    return msgs
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -319,7 +374,7 @@ def validate(cfg: TrainConfig) -> None:
     try:
         from lengthrl.rewards import CompositeReward
 
-        CompositeReward.from_config(cfg.reward)
+        CompositeReward.from_config(reward_terms(cfg))
     except ConfigError as e:
         raise ConfigError(f"config key 'reward': {e}") from None
 

@@ -27,7 +27,7 @@ from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
-from lengthrl.train.config import TrainConfig, to_dict
+from lengthrl.train.config import TrainConfig, reward_terms, to_dict
 from lengthrl.train.data import PromptSampler
 from lengthrl.train.batch import StepBatch
 from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
@@ -66,6 +66,17 @@ def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[li
             )
         out.append(ids)
     return out
+
+
+def check_eval_split(task, eval_prompts: int, eval_samples) -> None:
+    """A ConfigError before step 1 when the final evaluation would find no held-out prompts, naming the fixes."""
+    if eval_prompts and not eval_samples:
+        src = getattr(task, "test_source", None)
+        why = f" ({src} selected no rows)" if src else ""
+        raise ConfigError(
+            f"task {task.name!r} has no test split{why} but eval_prompts = {eval_prompts}; hold out rows with "
+            "--set task_args.test_fraction=0.1, give a test file with --set task_args.test_path=test.jsonl, or "
+            "skip the final evaluation with --set eval_prompts=0")
 
 
 class Trainer:
@@ -121,10 +132,11 @@ class Trainer:
         self.task = get_task(cfg.task, **cfg.task_args)
         self.sampler = PromptSampler(self.task.samples("train", cfg.train_prompts, seed=cfg.seed), cfg.seed)
         self.eval_samples = self.task.samples("test", cfg.eval_prompts, seed=cfg.seed) if cfg.eval_prompts else []
+        check_eval_split(self.task, cfg.eval_prompts, self.eval_samples)  # before any compute is spent
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
         encode_prompts(self.tok, [*self.sampler.pool, *self.eval_samples], self.max_prompt_tokens)  # fail early
-        self.reward = CompositeReward.from_config(cfg.reward)
+        self.reward = CompositeReward.from_config(reward_terms(cfg))
         lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
         self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
         self.engine = self.policy.engine(self.model, self.tok, cfg)
@@ -232,7 +244,7 @@ class Trainer:
 
         # ---- reward: task and length terms, then the length controller's shaping and its dual step
         scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
-                              resp.truncated)  # rewards [N], terms {name: [N]}
+                              resp.truncated, truncated_correct=cfg.truncated_correct)  # rewards [N], terms
         lag = {}
         if self.lagrange is not None:
             budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
@@ -414,7 +426,8 @@ class Trainer:
             engine = self.policy.engine(self.policy.load(self.out / "final")[0], self.tok, self.cfg)
         return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
                         samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
-                        out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir))
+                        out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir),
+                        truncated_correct=self.cfg.truncated_correct)
 
 
 def enable_gradient_checkpointing(model) -> None:

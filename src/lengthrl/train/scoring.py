@@ -17,6 +17,7 @@ import math
 import queue
 import threading
 from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -82,16 +83,22 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) or isinstance(x, bool)
 
 
+def truncated_wrong(score: Score) -> Score:
+    """The verdict of a truncated response (hit the token budget without EOS): wrong, task reward 0, whatever
+    its text holds (a cut-off ramble that happens to contain the number is not an answer; docs/metrics.md)."""
+    return replace(score, correct=False, reward=0.0)
+
+
 def score_batch(task: Task, reward: CompositeReward, samples: list[Sample], texts: list[str],
                 lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None,
-                timeout_s: float | None = None) -> Scored:
+                timeout_s: float | None = None, truncated_correct: bool = False) -> Scored:
     """samples: one per prompt; texts/lengths/truncated: [prompts × group_size] responses, groups contiguous.
     `truncated` (hit the token budget without EOS) goes to the terms that take it (DLER: a cut-off response
     has length exactly max_len and must still get 0). `timeout_s`: deadline of one verifier call (None: none).
     = `verify_batch` then `reward_batch`; with several processes each rank verifies its own responses and the
     verdicts are gathered before the rewards, which need the whole batch."""
     scores, failures = verify_batch(task, samples, texts, group_size, timeout_s)
-    return reward_batch(reward, samples, scores, failures, lengths, group_size, truncated)
+    return reward_batch(reward, samples, scores, failures, lengths, group_size, truncated, truncated_correct)
 
 
 def verify_batch(task: Task, samples: list[Sample], texts: list[str], group_size: int,
@@ -119,9 +126,14 @@ def verify_batch(task: Task, samples: list[Sample], texts: list[str], group_size
 
 
 def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Score], failures: list[dict],
-                 lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None) -> Scored:
-    """The reward terms and total of the whole batch from its verdicts (`verify_batch`)."""
+                 lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None,
+                 truncated_correct: bool = False) -> Scored:
+    """The reward terms and total of the whole batch from its verdicts (`verify_batch`). A truncated response
+    is wrong (`truncated_wrong`) unless `truncated_correct` (config key of the same name)."""
     n = len(scores)
+    if truncated is not None and not truncated_correct:
+        cut = [bool(t) for t in truncated.tolist()]  # [B]
+        scores = [truncated_wrong(s) if c else s for s, c in zip(scores, cut)]
     correct = torch.tensor([s.correct for s in scores], dtype=torch.bool)
     fmt = torch.tensor([s.format_ok for s in scores], dtype=torch.bool)
     task_reward = torch.tensor([float(s.reward) for s in scores], dtype=torch.float32)

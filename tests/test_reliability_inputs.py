@@ -53,7 +53,7 @@ CASES = {
     "unknown advantage": (["advantage=gae"], r"config key 'advantage': unknown estimator 'gae'; valid: grpo"),
     "unknown reward": (['reward=[{name="shorter"}]'], r"config key 'reward': reward term #0: unknown reward "
                                                         r"'shorter'; valid names: correct, format"),
-    "reward missing hparam": (['reward=[{name="dapo_overlong"}]'], r"reward term #0 \(dapo_overlong\): missing key\(s\) cache_len"),
+    "reward unknown hparam": (['reward=[{name="dler", max_lenn=8}]'], r"reward term #0 \(dler\): unknown key\(s\) max_lenn; valid: name, weight, max_len"),
     "unknown task": (["task=gsm9k"], r"config key 'task': unknown task 'gsm9k'; valid: data, .*arith_chain"),
     "misspelt key": (["lrr=0.1"], r"unknown config key 'lrr'; did you mean 'lr'"),
     "int as string": (['group_size="8"'], r"config key 'group_size': expected an integer, got '8'"),

@@ -171,7 +171,7 @@ def test_user_model_directory_llama_pad_is_eos(tmp_path):
         ({"group_size": "8"}, "config key 'group_size': expected an integer"),
         ({"group_size": 0}, "config key 'group_size': must be >= 1"),
         ({"top_p": 1.5}, "config key 'top_p'"),
-        ({"reward": [{"name": "dler"}]}, "config key 'reward'.*max_len"),
+        ({"reward": [{"name": "dler", "max_lenn": 8}]}, "config key 'reward'.*max_lenn"),
         ({"adv_eps": 1e-4, "advantage": "rloo"}, "config key 'adv_eps'"),
     ],
 )

@@ -262,8 +262,9 @@ def _set_reward_term(values: dict, key: str, value: Any, item: str) -> None:
 
 
 def reward_terms(cfg: TrainConfig) -> list[dict]:
-    """cfg.reward with each length reward's missing `max_len` set to cfg.max_new_tokens (the generation cap),
-    as a new list; the trainer builds its CompositeReward from this."""
+    """cfg.reward with each length reward's missing `max_len` set to cfg.max_new_tokens (the generation cap)
+    and a missing `cache_len` (DAPO's soft-punishment interval) to max_len // 4, as a new list; the trainer
+    builds its CompositeReward from this."""
     from lengthrl.rewards import LENGTH_REWARDS
 
     out = []
@@ -271,6 +272,9 @@ def reward_terms(cfg: TrainConfig) -> list[dict]:
         if isinstance(t, dict) and t.get("name") in LENGTH_REWARDS and "max_len" not in t \
                 and "max_len" in LENGTH_REWARDS[t["name"]].hparams:
             t = {**t, "max_len": cfg.max_new_tokens}
+        if isinstance(t, dict) and t.get("name") in LENGTH_REWARDS and "cache_len" not in t \
+                and "cache_len" in LENGTH_REWARDS[t["name"]].hparams and isinstance(t.get("max_len"), int):
+            t = {**t, "cache_len": max(1, t["max_len"] // 4)}
         out.append(t)
     return out
 

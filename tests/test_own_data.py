@@ -188,3 +188,49 @@ def test_a_differing_max_len_warns_and_reward_n_key_overrides_a_term(caplog):
     assert cfg.reward[2]["max_len"] == 128 and warn_reward_lengths(cfg)
     with pytest.raises(ConfigError, match="no reward term 7"):
         build_config("configs/luspo.toml", ["reward.7.max_len=3"])
+
+
+# ------------------------------------------------------------------ 8. the CLI's examples and defaults
+
+def test_every_help_example_names_a_real_task():
+    import re
+
+    from lengthrl.cli import build_parser
+    from lengthrl.commands import COMMANDS
+    from lengthrl.tasks import TASKS
+
+    build_parser()
+    named = [(m[0] or m[1]).split(":")[0] for c in COMMANDS.values() for ex in c.examples
+             for m in re.findall(r"--task[ =]([\w:]+)|task=([\w:]+)", ex)]
+    assert named and all(t in TASKS for t in named)
+
+
+def test_eval_writes_next_to_the_user_not_into_the_model(tmp_path):
+    from lengthrl.eval.cli import default_out
+
+    out = default_out(str(tmp_path / "runs" / "luspo" / "final"))
+    assert out == __import__("pathlib").Path("eval-final.json") and not out.is_absolute()
+
+
+# ------------------------------------------------------------------ 7. a step without signal says so
+
+def test_a_step_without_signal_says_why_instead_of_nan():
+    from lengthrl.train.loop import step_info
+
+    m = {"acc": 0.0, "len/mean": 5.0, "reward/mean": 0.0, "no_signal": 1}
+    assert step_info(m, 16).endswith("no update: all 16 groups had equal rewards") and "nan" not in step_info(m, 16)
+    assert step_info({**m, "entropy": 1.25}, 16).endswith("ent 1.25")
+
+
+def test_resume_with_a_changed_config_names_the_keys(micro_dir, tmp_path, caplog):
+    from lengthrl.train.config import changed_keys
+    from lengthrl.train.loop import train
+
+    assert changed_keys({"lr": 1e-4, "steps": 2, "model_dir": "x"}, {"lr": 1e-4, "steps": 3, "model_dir": "y"}) \
+        == ["steps: 2 -> 3"]
+    base = [f"model={json.dumps(micro_dir)}", "prompts_per_step=2", "group_size=2", "max_new_tokens=4",
+            "train_prompts=4", "eval_prompts=0", "steps=1", "checkpoint_every=1"]
+    train(build_config(None, base), tmp_path, progress=False)
+    with caplog.at_level(logging.WARNING, logger="lengthrl.train"):
+        train(build_config(None, [*base, "steps=2", "lr=1e-3"]), tmp_path, resume=True, progress=False)
+    assert "changed config" in caplog.text and "steps: 1 -> 2" in caplog.text and "lr: 0.0002 -> 0.001" in caplog.text

@@ -47,6 +47,13 @@ def resolve_task(name: str | None, data: str | None, task_args: dict[str, Any] |
     return get_task(name, **(task_args or {}))
 
 
+def default_out(model: str) -> Path:
+    """Where `eval` writes without --out: eval-<model directory name>.json in the current directory (never into
+    the model's own directory)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).resolve().name) or "model"
+    return Path(f"eval-{name}.json")
+
+
 def sampling_params(args: argparse.Namespace) -> Any:
     """`lengthrl.rollout.SamplingParams` (with the fields it has) when available, else a plain dict."""
     fields = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
@@ -75,8 +82,8 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
 
 
 @command("eval", help="Evaluate a model: accuracy, pass@k, length split by correctness, truncation, AES.",
-         examples=["lengthrl eval --model runs/demo/model --task arith --samples 16 --k 1,4,16 --out runs/demo/eval.json",
-                   "lengthrl eval --model runs/demo/model --data test.jsonl --baseline runs/base/eval.json",
+         examples=["lengthrl eval --model runs/luspo/final --task arith_chain --samples 16 --k 1,4,16 --out runs/luspo/eval16.json",
+                   "lengthrl eval --model runs/luspo/final --data test.jsonl --baseline runs/base/eval.json",
                    "lengthrl eval --model runs/a/final runs/b/final --task arith_chain --prompts 100 --temperature 0 "
                    "--budgets 8,16,32,64 --out runs/budgets.json"])
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--k {args.k}: each k must be <= --samples ({args.samples}); raise --samples or drop k")
     task = resolve_task(args.task, args.data, parse_task_args(args.task_arg))
     baseline = load_eval(args.baseline).metrics if args.baseline else None
-    out = Path(args.out) if args.out else Path(args.model) / "eval.json"
+    out = Path(args.out) if args.out else default_out(args.model)
     result = run_eval(args.model, task, args.samples, ks, sampling_params(args), n_prompts=args.prompts,
                       split=args.split, seed=args.seed, batch_prompts=args.batch_prompts, out=out,
                       baseline=baseline, progress=not args.no_progress)
@@ -105,26 +112,26 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, nargs="+",
                    help="model directory (a run's saved policy); several with --budgets")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--task", help="registered task name")
-    src.add_argument("--data", help="JSONL/CSV/parquet file of prompts and answers")
+    src.add_argument("--task", help="registered task name (see `lengthrl tasks`)")
+    src.add_argument("--data", help="JSONL/CSV/parquet file of prompts and answers; every row is evaluated")
     p.add_argument("--task-arg", action="append", metavar="KEY=VALUE", help="task option (repeatable)")
     p.add_argument("--samples", type=int, default=1, help="responses per prompt (n of pass@k), default 1")
     p.add_argument("--k", default="1", help="comma-separated k values for pass@k, each <= --samples (default 1)")
     p.add_argument("--prompts", type=int, default=None, help="number of prompts (default: the whole split)")
     p.add_argument("--split", default="test", help="task split, default test")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--batch-prompts", type=int, default=8, help="prompts per generate call")
+    p.add_argument("--seed", type=int, default=0, help="sampling and prompt-order seed (default 0)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="response budget in tokens (default 256)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (default 1.0 = off)")
+    p.add_argument("--batch-prompts", type=int, default=8, help="prompts per generate call (default 8)")
     p.add_argument("--baseline", default=None, help="eval JSON of the baseline model, for AES")
-    p.add_argument("--out", default=None, help="eval JSON to write (default MODEL/eval.json)")
+    p.add_argument("--out", default=None, help="eval JSON to write (default ./eval-<model dir name>.json)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--budgets", default=None, help="comma-separated reasoning budgets in tokens: cut each "
                    "response there, force the answer, and plot accuracy vs budget (e.g. 16,32,64)")
     p.add_argument("--answer-cue", default="\n<answer>",
                    help="text appended at the cut; a typed \\n is a newline (default '\\n<answer>')")
-    p.add_argument("--answer-tokens", type=int, default=16, help="tokens the model may add after the cue")
+    p.add_argument("--answer-tokens", type=int, default=16, help="tokens the model may add after the cue (default 16)")
 
 
 def run_budget_curves(args: argparse.Namespace) -> int:

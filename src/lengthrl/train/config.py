@@ -383,6 +383,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'reward': {e}") from None
 
 
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """`key: old -> new` for every config key whose value differs between two `to_dict` configs (keys that
+    are not config keys are ignored), for the warning of a resume with a changed config."""
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in FIELDS if k in new and k in old and old[k] != new[k]]
+
+
 def to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 

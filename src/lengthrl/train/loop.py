@@ -27,7 +27,7 @@ from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
-from lengthrl.train.config import TrainConfig, reward_terms, to_dict
+from lengthrl.train.config import TrainConfig, changed_keys, reward_terms, to_dict
 from lengthrl.train.data import PromptSampler
 from lengthrl.train.batch import StepBatch
 from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
@@ -66,6 +66,18 @@ def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[li
             )
         out.append(ids)
     return out
+
+
+def step_info(m: dict, n_groups: int) -> str:
+    """The progress line of one step's metrics; a step without an update says why instead of `ent nan`."""
+    head = f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
+    if "entropy" in m:
+        return head + f"ent {m['entropy']:.2f}"
+    if m.get("no_signal"):
+        return head + f"no update: all {n_groups} groups had equal rewards"
+    if m.get("nonfinite"):
+        return head + f"no update: non-finite {m['nonfinite']}"
+    return head + "no update"
 
 
 def check_eval_split(task, eval_prompts: int, eval_samples) -> None:
@@ -156,6 +168,10 @@ class Trainer:
         self.metrics = self.runlog.metrics  # metrics.jsonl
         self.step, self.bad_steps = 0, 0
         self.last_nonfinite: str | None = None  # what was non-finite in the last skipped step
+        if self.dist.is_main and self.resume_from is not None and (self.out / "config.json").is_file():
+            changed = changed_keys(json.loads((self.out / "config.json").read_text()), to_dict(cfg))
+            if changed:  # allowed (e.g. more steps), but never silently
+                log.warning("resuming %s with a changed config: %s", self.out, "; ".join(changed))
         if self.dist.is_main:
             (self.out / "config.json").write_text(json.dumps(to_dict(cfg) | {"model_dir": str(self.model_dir)},
                                                              indent=1))
@@ -364,8 +380,7 @@ class Trainer:
                     bar.console.print(f"[yellow]warning: {warning.message}")
                 self.runlog.step_metrics(self.step, m)
                 pause_point(self.out, "metrics", self.step)
-                info = (f"acc {m['acc']:.2f} len {m['len/mean']:.1f} reward {m['reward/mean']:+.2f} "
-                        f"ent {m.get('entropy', float('nan')):.2f}")
+                info = step_info(m, cfg.prompts_per_step)
                 bar.update(job, completed=self.step, info=info)
                 if self.progress and cfg.log_every and self.step % cfg.log_every == 0:
                     bar.console.print(f"step {self.step:4d}  {info}  clip_hi {m.get('clip_frac_high', 0):.3f} "

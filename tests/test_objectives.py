@@ -17,6 +17,10 @@ OLD = LOGP - torch.log(torch.tensor(RATIOS, dtype=D))
 ADV = torch.tensor([1.0, -2.0], dtype=D)
 
 
+def SIG(x):
+    return 1 / (1 + math.exp(-x))
+
+
 def loss_of(name, **kw):
     return float(policy_loss(name, LOGP.clone().requires_grad_(), OLD, ADV, MASK, **kw).loss.detach())
 
@@ -39,6 +43,12 @@ def loss_of(name, **kw):
         ("luspo", {}, (2 * -math.sqrt(0.75) + 3 * 2 * 1.001 ** (1 / 3)) / 2),
         # CISPO: -r·A·logp (no clipping within [0, 5]) summed / T_tot
         ("cispo", {}, (-1.5 * 1 * -1.0 - 0.5 * 1 * -2.0 - 1.1 * -2 * -0.5 - 1.3 * -2 * -1.0 - 0.7 * -2 * -1.5) / 5),
+        # SAPO, tau_pos = 1 (row 0, A = 1), tau_neg = 1.05 (row 1, A = -2): gate (4/tau)·sigmoid(tau·(r - 1));
+        # row 0: -(4σ(0.5) + 4σ(-0.5))/2 = -2 exactly (σ(x) + σ(-x) = 1); row 1: +2·mean of the three gates
+        ("sapo", {}, (-2.0 + 2 * sum(4 / 1.05 * SIG(1.05 * (r - 1)) for r in (1.1, 1.3, 0.7)) / 3) / 2),
+        # VESPO: W_0 = 1.5·0.5 = 0.75 (A >= 0: k=2, λ=3), W_1 = 1.1·1.3·0.7 = 1.001 (A < 0: k=3, λ=2);
+        # phi = W^k e^{λ(1-W)}; -phi·A·sum(logp) per row, summed over the batch / T_tot = 5
+        ("vespo", {}, (0.75**2 * math.exp(3 * 0.25) * 3.0 - 1.001**3 * math.exp(2 * -0.001) * 6.0) / 5),
     ],
 )
 def test_hand_values(name, kw, expected):
@@ -46,7 +56,7 @@ def test_hand_values(name, kw, expected):
 
 
 def test_every_loss_has_a_hand_value_test():
-    tested = {"grpo", "dr_grpo", "dapo", "bnpo", "gspo", "gspo_token", "luspo", "cispo"}
+    tested = {"grpo", "dr_grpo", "dapo", "bnpo", "gspo", "gspo_token", "luspo", "cispo", "sapo", "vespo"}
     assert set(LOSSES) == tested
 
 
@@ -164,20 +174,116 @@ MAT = torch.tensor([[1.0, 2.0, 99.0], [3.0, 4.0, 5.0]], dtype=D)
         ("seq-mean-token-sum", (3 + 12) / 2),
         ("seq-mean-token-mean", (1.5 + 4) / 2),
         ("seq-mean-token-sum-norm", (3 + 12) / 2 / 10),
+        ("prompt-mean", (1 + 2 + 3 + 4 + 5) / 5),  # one group of two responses: its token-mean
     ],
 )
 def test_agg_modes_hand_values(mode, expected):
-    assert float(agg_loss(MAT, MASK, mode, max_len=10)) == pytest.approx(expected)
+    assert float(agg_loss(MAT, MASK, mode, max_len=10, group_size=2)) == pytest.approx(expected)
+
+
+def test_prompt_mean_hand_values():
+    # groups of one: each prompt's token-mean, then the mean over prompts = seq-mean-token-mean here
+    assert float(agg_loss(MAT, MASK, "prompt-mean", group_size=1)) == pytest.approx((1.5 + 4) / 2)
+    # four rows in two groups: group 0 = rows 0, 1 (5 tokens, sum 15), group 1 = rows 2, 3 (1 + 3 tokens, sum 10)
+    mat = torch.cat([MAT, torch.tensor([[6.0, 0, 0], [1.0, 1.0, 2.0]], dtype=D)])
+    mask = torch.cat([MASK, torch.tensor([[1.0, 0, 0], [1, 1, 1]], dtype=D)])
+    assert float(agg_loss(mat, mask, "prompt-mean", group_size=2)) == pytest.approx((15 / 5 + 10 / 4) / 2)
+    # the same with per-row group token counts and the global number of groups (a micro-batch of rows 1, 2)
+    part = agg_loss(mat[1:3], mask[1:3], "prompt-mean", group_tokens=torch.tensor([5.0, 4.0]), num_groups=2)
+    assert float(part) == pytest.approx((12 / 5 + 6 / 4) / 2)
+    with pytest.raises(ConfigError, match="group_size"):
+        agg_loss(mat, mask, "prompt-mean")
+    with pytest.raises(ConfigError, match="group_size"):
+        agg_loss(mat, mask, "prompt-mean", group_size=3)
+
+
+def test_prompt_mean_per_token_weight():
+    # grpo's term under prompt-mean at ratio 1: a token of response i weighs A_i / (P·T_p)
+    logp = torch.zeros(4, 3, dtype=D, requires_grad=True)
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]], dtype=D)
+    adv = torch.tensor([1.0, -1.0, 2.0, 0.5], dtype=D)
+    out = policy_loss("grpo", logp, logp.detach(), adv, mask, loss_agg_mode="prompt-mean", group_size=2)
+    (g,) = torch.autograd.grad(out.loss, logp)
+    T_p = torch.tensor([5.0, 5.0, 4.0, 4.0], dtype=D)
+    assert torch.allclose(-g, (adv / (2 * T_p))[:, None] * mask)
 
 
 def test_agg_global_normalisers_make_micro_batches_add_up():
     for mode in AGG_MODES:
-        full = agg_loss(MAT, MASK, mode, max_len=10)
+        full = agg_loss(MAT, MASK, mode, max_len=10, group_size=1)
         parts = sum(
-            agg_loss(MAT[i : i + 1], MASK[i : i + 1], mode, num_tokens=MASK.sum(), num_seqs=2, max_len=10)
+            agg_loss(MAT[i : i + 1], MASK[i : i + 1], mode, num_tokens=MASK.sum(), num_seqs=2, max_len=10,
+                     group_tokens=MASK[i : i + 1].sum(-1), num_groups=2)
             for i in range(2)
         )
         assert float(parts) == pytest.approx(float(full)), mode
+
+
+# ---- rollout/trainer mismatch correction -------------------------------------------------------------------
+def rollout_for(weights):
+    """Sampler log-probs whose weight pi_old / pi_rollout is `weights` on the real tokens of MASK."""
+    return OLD - torch.log(torch.tensor(weights, dtype=D))
+
+
+@pytest.mark.parametrize(
+    "mode,kw,weights,expected",
+    [
+        # token TIS at C_max = 2: w = [[3 -> 2, 0.5], [1, 1, 1]]; grpo's per-token losses times w
+        ("token_truncate", {}, [[3.0, 0.5, 1], [1, 1, 1]], ((-1.2 * 2 - 0.5 * 0.5) / 2 + (2.2 + 2.6 + 1.6) / 3) / 2),
+        # token masked IS in [0.6, 2]: the 0.5 weight becomes 0, the 3 too
+        ("token_mask", {"rollout_is_min": 0.6}, [[3.0, 0.5, 1], [1.5, 1, 1]],
+         ((0 + 0) / 2 + (2.2 * 1.5 + 2.6 + 1.6) / 3) / 2),
+        # sequence TIS: w_0 = 3·0.5 = 1.5 (kept), w_1 = 4·1·1 = 4 -> 2
+        ("sequence_truncate", {}, [[3.0, 0.5, 1], [4, 1, 1]], ((-1.2 - 0.5) * 1.5 / 2 + 2 * (2.2 + 2.6 + 1.6) / 3) / 2),
+        # sequence masked IS: w_0 = 3 > 2 masks row 0 out, w_1 = 1.2 kept
+        ("sequence_mask", {}, [[3.0, 1, 1], [1.2, 1, 1]], (0 + 1.2 * (2.2 + 2.6 + 1.6) / 3) / 2),
+    ],
+)
+def test_rollout_is_hand_values(mode, kw, weights, expected):
+    out = policy_loss("grpo", LOGP, OLD, ADV, MASK, rollout_is=mode, rollout_logp=rollout_for(weights), **kw)
+    assert float(out.loss) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rollout_is_weights_are_detached_and_one_when_sampler_agrees():
+    x = LOGP.clone().requires_grad_()
+    out = policy_loss("dapo", x, OLD, ADV, MASK, rollout_is="token_truncate", rollout_logp=OLD)
+    ref = policy_loss("dapo", LOGP, OLD, ADV, MASK)
+    assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12)
+    assert float(out.metrics["rollout_is_mean"]) == pytest.approx(1.0)
+    assert float(out.metrics["rollout_kl"]) == pytest.approx(0.0, abs=1e-15)
+    # the weights depend on old and rollout log-probs only: the gradient w.r.t. logp is the term's, times w
+    (g,) = torch.autograd.grad(policy_loss("grpo", x, OLD, ADV, MASK, rollout_is="sequence_truncate",
+                                           rollout_logp=OLD - math.log(1.2) * MASK).loss, x)
+    (g1,) = torch.autograd.grad(policy_loss("grpo", x, OLD, ADV, MASK).loss, x)
+    assert torch.allclose(g, g1 * torch.tensor([[1.2**2], [1.2**3]], dtype=D))  # w_i = 1.2^|y_i| (below 2)
+
+
+def test_rollout_is_errors_name_the_field():
+    with pytest.raises(ConfigError, match="rollout_logp"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, rollout_is="token_truncate")
+    with pytest.raises(ConfigError, match="rollout_is"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, rollout_logp=OLD)
+    with pytest.raises(ConfigError, match="valid: token_truncate"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, rollout_is="tis", rollout_logp=OLD)
+    with pytest.raises(ConfigError, match="rollout_is_min"):
+        policy_loss("grpo", LOGP, OLD, ADV, MASK, rollout_is="token_mask", rollout_logp=OLD, rollout_is_min=3.0)
+    with pytest.raises(ConfigError, match="token_truncate"):
+        policy_loss("vespo", LOGP, OLD, ADV, MASK, rollout_is="sequence_mask", rollout_logp=OLD)
+
+
+def test_vespo_folds_token_weights_into_its_sequence_weight():
+    # token weights w multiply W_i = prod_t r_it: W_0 = 0.75 · (2 · 0.5) = 0.75 (TIS truncates 3 to 2)
+    out = policy_loss("vespo", LOGP, OLD, ADV, MASK, rollout_is="token_truncate",
+                      rollout_logp=rollout_for([[3.0, 0.5, 1], [1, 1, 1]]))
+    assert float(out.loss) == pytest.approx(loss_of("vespo"), rel=1e-12)
+
+
+def test_sapo_gradient_is_grpo_at_ratio_one_and_fades_off_policy():
+    logp = torch.zeros(1, 1, dtype=D, requires_grad=True)
+    for log_r, expected in ((0.0, 1.0), (math.log(1.5), 4 * SIG(0.5) * (1 - SIG(0.5)) * 1.5)):
+        out = policy_loss("sapo", logp, logp.detach() - log_r, torch.tensor([1.0], dtype=D), torch.ones(1, 1, dtype=D))
+        (g,) = torch.autograd.grad(out.loss, logp)
+        assert float(-g) == pytest.approx(expected)  # d/dlogp of (4/tau)σ(tau(r-1)) = 4σ(1-σ)·r
 
 
 # ---- errors ----------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def batches(draw, min_b=1, max_b=5, max_t=8, spread=1.0, equal_lengths=False, al
 
 def grad_of(name, logp, old, adv, mask, **kw):
     x = logp.clone().requires_grad_(True)
-    out = policy_loss(name, x, old, adv, mask, max_len=16, **kw)
+    out = policy_loss(name, x, old, adv, mask, max_len=16, **({"group_size": 1} | kw))
     (g,) = torch.autograd.grad(out.loss, x)
     return out, g
 

@@ -23,7 +23,24 @@ Generated from the registries by `lengthrl docs` (do not edit by hand; edit the 
 `advantages` is [B] or [B, T]. Common hyperparameters: `clip_low`, `clip_high` (defaults per loss, below),
 `loss_agg_mode` (default per loss; any of the modes below), `max_len` (the constant L_max), `beta` and
 `ref_logp` (k3 KL to a reference policy), `num_tokens` / `num_seqs` (global normalisers for gradient
-accumulation and several ranks), `dual_clip` (PPO-clip losses: cap the loss of A < 0 tokens at -c·A).
+accumulation and several ranks), `dual_clip` (PPO-clip losses: cap the loss of A < 0 tokens at -c·A),
+`group_size` / `group_tokens` / `num_groups` (the `prompt-mean` aggregation).
+
+## Rollout/trainer mismatch correction (`rollout_is`)
+When the responses come from another engine than the trainer's forward (vLLM, a bf16 or fused decoder), its
+log-probs `rollout_logp` and a mode give a detached weight w of pi_old / pi_rollout that multiplies the
+per-token policy term (before the KL term), as TRL's `vllm_importance_sampling_mode` and verl's
+`rollout_is` / `rollout_is_threshold` (verl's docs/algo/rollout_corr.md describes the mismatch):
+
+    token_truncate     w_it = clip(exp(old_it - rollout_it), C_min, C_max)    truncated IS (TIS)
+    token_mask         w_it = exp(old_it - rollout_it), 0 outside [C_min, C_max]   masked IS (verl's IcePop)
+    sequence_truncate  w_i = clip(exp(sum_t (old_it - rollout_it)), C_min, C_max) on every token of response i
+    sequence_mask      w_i = exp(sum_t (old_it - rollout_it)), 0 outside [C_min, C_max]
+
+`rollout_is_max` = C_max (default 2.0, verl's threshold; TRL's default is 3.0), `rollout_is_min` = C_min
+(default none). `vespo` multiplies its sequence weight W_i by prod_t w_it instead (token modes only, as TRL).
+Metrics: `rollout_is_mean`, `rollout_is_changed_frac` (tokens whose weight was truncated or masked),
+`rollout_kl` (k3 estimate of KL(pi_rollout || pi_old)).
 
 Notation: B' = sequences with at least one response token; |y_i| the length of response i; T_tot the number of
 response tokens in the batch; L_max a constant; r_it = pi(y_it)/pi_old(y_it); sg = stop-gradient.
@@ -53,6 +70,9 @@ AGG_DOC = {
     "seq-mean-token-sum": "(1/B') sum_i sum_t m·l",
     "seq-mean-token-mean": "(1/B') sum_i (1/|y_i|) sum_t m·l",
     "seq-mean-token-sum-norm": "(1/B') sum_i sum_t m·l / L_max",
+    "prompt-mean": "(1/P) sum_p (1/T_p) sum_{i in p} sum_t m·l  (P prompt groups, T_p tokens of group p; "
+                   "`group_size` or `group_tokens` + `num_groups`). A token of response i weighs A_i/(P·T_p): "
+                   "every prompt weighs the same whatever its lengths (SkyRL, AReaL, ScaleRL arXiv 2510.13786)",
 }
 
 PEERS = """
@@ -62,7 +82,10 @@ PEERS = """
   (TRL's grpo with `importance_sampling_level="sequence"`) and luspo, each with and without the k3 KL
   (beta = 0.04), on random batches with ratios inside and outside the clip range. TRL's cispo clamps the IS
   weight at `epsilon_high` (an absolute bound, recommended 5.0) with no lower bound: ours with clip_low = 1,
-  clip_high = epsilon_high - 1.
+  clip_high = epsilon_high - 1. TRL's `sapo` and `vespo` equal ours too (TRL's temperatures are float32
+  tensors, so the test uses float32-exact tau values), and so does its vLLM importance-sampling correction in
+  all four modes, with two bound settings, on grpo, dapo, luspo, sapo and vespo (TRL's ratio computation from
+  `_generate_and_score_completions` is transcribed in the test; `_compute_loss` applies it).
 - **verl 0.9.1** (`tests/test_crosscheck_verl.py`, on outputs recorded by `tests/fixtures/record_verl.py`,
   since verl needs ray and transformers < 5.11): `compute_policy_loss_vanilla` in four aggregation modes
   equals our PPO-clip loss with `dual_clip=3` (verl always applies dual-clip with clip_ratio_c = 3); verl's

@@ -11,6 +11,13 @@ T_tot = sum of the mask):
     seq-mean-token-sum       (1/B') sum_i sum_t m l                        (LUSPO)
     seq-mean-token-mean      (1/B') sum_i (sum_t m l / |y_i|)              (GRPO, GSPO)
     seq-mean-token-sum-norm  (1/B') sum_i sum_t m l / L_max                (Dr. GRPO; L_max = `max_len`)
+    prompt-mean              (1/P) sum_p (1/T_p) sum_{i in p} sum_t m l    (SkyRL, AReaL, ScaleRL)
+
+prompt-mean: P = prompt groups with at least one real token, T_p = the real tokens of group p's responses. Each
+prompt weighs the same whatever its responses' lengths; inside a group every token weighs the same (a token of
+response i gets A_i / (P·T_p) at ratio 1). The groups come from `group_size` (contiguous groups of that many
+rows) or `group_tokens` ([B]: T_p of each row's group, e.g. counted over the whole mini-batch when this call
+sees a micro-batch), with `num_groups` the global P.
 
 Global normalisers: pass `num_tokens` (T_tot) and/or `num_seqs` (B') of the whole (global) batch when this call
 sees only a micro-batch or one rank's share. Then the sum over micro-batches (and ranks) of the returned losses
@@ -31,6 +38,7 @@ AGG_MODES = (
     "seq-mean-token-sum",
     "seq-mean-token-mean",
     "seq-mean-token-sum-norm",
+    "prompt-mean",
 )
 
 
@@ -46,6 +54,9 @@ def agg_loss(
     num_tokens: torch.Tensor | float | None = None,  # global T_tot (token-mean)
     num_seqs: torch.Tensor | float | None = None,  # global B' (seq-mean-*)
     max_len: float | None = None,  # L_max (seq-mean-token-sum-norm)
+    group_size: int | None = None,  # prompt-mean: contiguous groups of this many rows
+    group_tokens: torch.Tensor | None = None,  # [B] prompt-mean: T_p of each row's group (global counts)
+    num_groups: torch.Tensor | float | None = None,  # global P (prompt-mean)
 ) -> torch.Tensor:
     """Aggregate `loss_mat` [B, T] over the real tokens in `mask` into a scalar, by `mode` (see module doc)."""
     mask = mask.to(loss_mat.dtype)
@@ -57,6 +68,8 @@ def agg_loss(
     if mode == "token-sum":
         return masked.sum()
     seq_tokens = mask.sum(-1)  # [B]
+    if mode == "prompt-mean":
+        return _prompt_mean(masked, seq_tokens, group_size, group_tokens, num_groups)
     if mode == "seq-mean-token-mean":
         seq_loss = masked.sum(-1) / seq_tokens.clamp(min=1.0)  # [B]
     elif mode in ("seq-mean-token-sum", "seq-mean-token-sum-norm"):
@@ -73,3 +86,22 @@ def agg_loss(
             )
         loss = loss / float(max_len)
     return loss
+
+
+def _prompt_mean(masked, seq_tokens, group_size, group_tokens, num_groups) -> torch.Tensor:
+    """(1/P) sum_p (1/T_p) sum_{i in p} sum_t m l (see the module doc). masked, [B, T]; seq_tokens [B]."""
+    B = masked.shape[0]
+    if group_tokens is None:
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or B % group_size:
+            raise ConfigError(
+                f"loss_agg_mode 'prompt-mean' needs group_size=G (a positive integer dividing the {B} rows, the "
+                f"responses per prompt, groups contiguous) or group_tokens=[B]; got group_size={group_size!r}"
+            )
+        group_tokens = seq_tokens.view(-1, group_size).sum(-1).repeat_interleave(group_size)  # [B]
+    elif not isinstance(group_tokens, torch.Tensor) or group_tokens.shape != (B,):
+        raise ConfigError(f"loss_agg_mode 'prompt-mean': group_tokens must be a tensor of shape ({B},)")
+    group_tokens = group_tokens.to(masked.dtype).clamp(min=1.0)
+    row = masked.sum(-1) / group_tokens  # [B]: each row's share of its group's token-mean
+    # the groups in this call: each group's rows' token shares |y_i| / T_p add up to 1
+    denom = (seq_tokens / group_tokens).sum() if num_groups is None else _as_tensor(num_groups, masked)
+    return row.sum() / denom.clamp(min=1.0)

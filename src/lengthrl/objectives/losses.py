@@ -31,6 +31,7 @@ class LossSpec:
     requires: tuple[str, ...] = ()  # hyperparameters without a default
     global_norm: bool = True  # False: normalise by this call's own token count (bnpo), ignore num_tokens
     extra_hparams: tuple[str, ...] = field(default=())
+    rollout_is_in_term: bool = False  # True: the term takes the rollout-correction log-weights (`rollout_log_w`)
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")
@@ -103,6 +104,29 @@ for spec in [
         "A_i / T_tot", lambda A, B, n, T, Lm: A / T,
         "Defaults e_lo = 1 (no lower clip, r > 0) and e_hi = 4 (weight at most 5, the eps_max of ScaleRL and "
         "TRL's recommendation).",
+    ),
+    LossSpec(
+        name="sapo", term=terms.sapo_term, agg_mode="seq-mean-token-mean", clip_low=0.0, clip_high=0.0,
+        level="token", paper="SAPO (Soft Adaptive Policy Optimization), arXiv 2511.20347",
+        formula="l_it = -(4/tau)·sigmoid(tau·(r_it - 1))·A_i,  tau = tau_pos (A > 0) or tau_neg;  "
+                "L = (1/B') sum_i (1/|y_i|) sum_t l_it",
+        weight="A_i / (B'·|y_i|)", weight_fn=lambda A, B, n, T, Lm: A / (B * n),
+        note="A smooth, temperature-controlled gate replaces the hard clip: the gradient at ratio 1 is GRPO's, "
+             "and it fades smoothly off-policy instead of vanishing past 1 ± eps. Defaults tau_pos = 1.0, "
+             "tau_neg = 1.05 (the paper's choice tau_neg > tau_pos: negative updates are damped faster). "
+             "Aggregated like GRPO, so it keeps GRPO's 1/|y_i| length bias.",
+        extra_hparams=("tau_pos", "tau_neg"),
+    ),
+    LossSpec(
+        name="vespo", term=terms.vespo_term, agg_mode="token-mean", clip_low=0.0, clip_high=0.0,
+        level="sequence", paper="VESPO, arXiv 2602.10693",
+        formula="W_i = prod_t r_it;  phi(W) = W^k·exp(lambda·(1 - W));  l_it = -sg[phi(W_i)]·A_i·log pi(y_it);  "
+                "L = (1/T_tot) sum_i sum_t l_it",
+        weight="A_i / T_tot", weight_fn=lambda A, B, n, T, Lm: A / T,
+        note="Reshapes the sequence-level importance weight (a product, no length normalisation) by a "
+             "gamma-shaped kernel with phi(1) = 1. Defaults k_pos = 2, lambda_pos = 3 (A >= 0) and k_neg = 3, "
+             "lambda_neg = 2 (A < 0), those of TRL 1.16; aggregated by token-mean over the batch, as TRL.",
+        extra_hparams=("k_pos", "lambda_pos", "k_neg", "lambda_neg"), rollout_is_in_term=True,
     ),
 ]:
     LOSSES.register(spec.name, spec)

@@ -8,6 +8,8 @@ Inputs arrive already cleaned by `policy_loss`: `logp` and `old_logp` are 0 on p
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 LOG_RATIO_CLAMP = 20.0  # |log r| is clamped to 20 before exp (as verl): ratios stay finite, gradients too
@@ -101,3 +103,53 @@ def k3_kl(logp, ref_logp, mask):
     """k3 estimator of KL(pi || pi_ref) per token: exp(ref - logp) - (ref - logp) - 1 (>= 0), 0 on padding."""
     d = torch.where(mask > 0, ref_logp - logp, torch.zeros_like(logp)).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     return torch.exp(d) - d - 1.0
+
+
+def sapo_term(logp, old_logp, adv, mask, *, clip_low, clip_high, tau_pos=1.0, tau_neg=1.05):
+    """SAPO (arXiv 2511.20347): a smooth gate in place of the hard clip. Per token
+    l_it = -f(r_it; tau) A_it with f(r; tau) = (4/tau)·sigmoid(tau·(r - 1)), tau = tau_pos if A > 0 else
+    tau_neg. f(1) = 2/tau and f'(1) = 1 (the gradient at ratio 1 is GRPO's); f'(r) = 4·s·(1-s) decays smoothly
+    as r leaves 1 instead of dropping to 0 at 1 ± eps. clip_low / clip_high are not used."""
+    log_r = token_log_ratio(logp, old_logp, mask).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    r = torch.exp(log_r)  # [B, T]
+    tau = torch.where(adv > 0, torch.full_like(adv, float(tau_pos)), torch.full_like(adv, float(tau_neg)))
+    gate = torch.sigmoid(tau * (r - 1.0)) * (4.0 / tau)  # [B, T]
+    loss = -gate * adv
+    metrics = _ratio_metrics(r, log_r, mask)
+    s = torch.sigmoid(tau * (r - 1.0)).detach()
+    # the gate's slope relative to the unclipped ratio: 1 at r = 1, -> 0 far off-policy (the soft "clip")
+    metrics["sapo_gate_slope"] = _masked_mean(4.0 * s * (1.0 - s), mask)
+    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    metrics |= {"clip_frac_low": zero, "clip_frac_high": zero}  # no hard clip
+    return loss, metrics
+
+
+VESPO_LOG_W_MIN = math.log(1e-8)  # the sequence log-weight is clamped to [log 1e-8, 20] (as TRL 1.16)
+
+
+def vespo_term(logp, old_logp, adv, mask, *, clip_low, clip_high, k_pos=2.0, lambda_pos=3.0, k_neg=3.0,
+               lambda_neg=2.0, rollout_log_w=None):
+    """VESPO (arXiv 2602.10693): REINFORCE with a detached reshaping kernel of the *sequence* importance weight
+    W_i = prod_t r_it (no length normalisation): l_it = -sg[phi(W_i)]·A_i·log pi(y_it),
+    phi(W) = W^k·exp(lambda·(1 - W)) (phi(1) = 1; k, lambda = k_pos, lambda_pos if A_i >= 0 else k_neg,
+    lambda_neg). `rollout_log_w` [B, T] (log of the rollout-correction weights) multiplies W by
+    prod_t w_it, as TRL folds its token-level IS ratio into W. clip_low / clip_high are not used."""
+    log_r = token_log_ratio(logp, old_logp, mask).detach().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    seq_log = (log_r * mask).sum(-1)  # [B]
+    if rollout_log_w is not None:
+        seq_log = seq_log + (rollout_log_w.clamp(VESPO_LOG_W_MIN, LOG_RATIO_CLAMP) * mask).sum(-1)
+    log_w = seq_log.clamp(VESPO_LOG_W_MIN, LOG_RATIO_CLAMP)  # [B]
+    w = torch.exp(log_w)
+    a = adv[:, 0]  # [B] sequence advantages (checked by the caller)
+    pos = a >= 0
+    k = torch.where(pos, torch.full_like(a, float(k_pos)), torch.full_like(a, float(k_neg)))
+    lam = torch.where(pos, torch.full_like(a, float(lambda_pos)), torch.full_like(a, float(lambda_neg)))
+    lam = lam.clamp(min=1e-4)
+    phi = torch.exp(lam + k * log_w - lam * w).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)  # [B]
+    loss = -phi[:, None] * adv * logp
+    seq_mask = (mask.sum(-1) > 0).to(mask.dtype)
+    metrics = _ratio_metrics(w, log_w, seq_mask)
+    metrics["vespo_phi_mean"] = _masked_mean(phi.detach(), seq_mask)
+    zero = torch.zeros((), dtype=w.dtype, device=w.device)
+    metrics |= {"clip_frac_low": zero, "clip_frac_high": zero}  # no hard clip
+    return loss, metrics

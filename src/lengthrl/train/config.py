@@ -333,6 +333,9 @@ def validate(cfg: TrainConfig) -> None:
     check_strategy(cfg.dist_strategy, cfg.fsdp_param_dtype)
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
+    if cfg.loss_agg_mode == "prompt-mean":
+        raise ConfigError("config key 'loss_agg_mode': 'prompt-mean' is available in policy_loss (group_size=...) "
+                          "but the trainer does not pass the groups yet; use another mode")
     if cfg.adv_eps is not None:
         need("eps" in ADVANTAGES[cfg.advantage].hparams, "adv_eps",
              f"estimator {cfg.advantage!r} takes no eps")

@@ -13,3 +13,17 @@ def micro_dir(tmp_path_factory) -> str:
     from runkit import MICRO
 
     return str(save_tiny_random_model(tmp_path_factory.mktemp("m") / "qwen", arch="qwen2", seed=0, **MICRO))
+
+
+def _devices():
+    """cpu always; cuda too when this machine has it (marked `gpu`: `pytest -m gpu` runs only those cases)."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.append(pytest.param("cuda", marks=pytest.mark.gpu))
+    return out
+
+
+@pytest.fixture(params=_devices())
+def device(request) -> str:
+    """The device a test runs its step, rollout or loss on: 'cpu' (CI), and 'cuda' where CUDA exists."""
+    return request.param

@@ -47,8 +47,8 @@ def resolve(cfg) -> Path:
     return out
 
 
-def load(path):
-    """(model, tokenizer) of a diffusion LM directory; the tokenizer gets the mask id as its mask token (from
+def load(path, cfg=None):
+    """(model, tokenizer) of a diffusion LM directory (`cfg` unused: the masked LM keeps its own attention); the tokenizer gets the mask id as its mask token (from
     ``lengthrl_dllm.json`` when the tokenizer has none) and EOS as pad when it has no pad token."""
     p = Path(path)
     if not (p / "config.json").is_file():
@@ -79,7 +79,11 @@ class DiffusionEngine:
         self.model, self.tok = model, tokenizer
         self.mask_token_id, self.eos_token_id = tokenizer.mask_token_id, tokenizer.eos_token_id
         self.pad_token_id = tokenizer.pad_token_id
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=self._device()).manual_seed(seed)
+
+    def _device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
 
     def state_dict(self) -> dict:
         """The generator state (for checkpoints)."""
@@ -98,7 +102,8 @@ class DiffusionEngine:
             raise ConfigError(f"generate: the diffusion policy takes no top_k (got {params.top_k}); set top_k = 0")
         if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
             raise ConfigError("generate: give at least one prompt, each with at least one token")
-        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else self.generator
+        dev = self._device()  # the generator samples where the model's logits are
+        gen = torch.Generator(device=dev).manual_seed(params.seed) if params.seed is not None else self.generator
         pids, pmask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
         was_training = self.model.training
         self.model.eval()

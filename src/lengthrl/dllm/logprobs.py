@@ -92,7 +92,10 @@ def ar_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, response_ids: 
         picked = lp.gather(-1, tgt[:, None])[:, 0]  # [c]
         if not return_entropy:
             return picked
-        return picked, -(lp.exp() * lp).sum(-1)  # [c], [c]
+        with torch.no_grad():  # a metric: no softmax graph kept alive for the backward
+            lpd = lp.detach()
+            ent = -(lpd.exp() * lpd).sum(-1)
+        return picked, ent  # [c], [c]
 
     pieces = []
     for s in range(0, rows.numel(), chunk_size):
@@ -123,7 +126,7 @@ def ar_logprobs_loop(model: torch.nn.Module, prompt_ids: torch.Tensor, response_
         x[:, P + t:] = mask_token_id
         lp = full_logits(model, x, attn)[:, P + t].float().log_softmax(-1)  # [B, V]
         cols.append(lp.gather(-1, response_ids[:, t:t + 1])[:, 0])
-    out = torch.stack(cols, dim=1) if cols else torch.zeros(response_ids.shape)
+    out = torch.stack(cols, dim=1) if cols else torch.zeros(response_ids.shape, device=response_ids.device)
     return out if response_mask is None else out * response_mask.to(out.dtype)
 
 
@@ -136,7 +139,8 @@ def mean_field_logprobs(model, prompt_ids, response_ids, mask_token_id, *, promp
     P, T = prompt_ids.shape[1], response_ids.shape[1]
     x_prompt = prompt_ids
     if prompt_mask_prob > 0:
-        hit = torch.rand(prompt_ids.shape, generator=generator) < prompt_mask_prob
+        hit = torch.rand(prompt_ids.shape, generator=generator, device=_rand_device(generator, prompt_ids)) \
+            < prompt_mask_prob
         x_prompt = torch.where(hit, mask_token_id, prompt_ids)
     x = torch.cat([x_prompt, torch.full_like(response_ids, mask_token_id)], dim=1)
     lp = full_logits(model, x, _attention(prompt_ids, prompt_mask, T))[:, P:].float().log_softmax(-1)
@@ -153,11 +157,13 @@ def random_mask_logprobs(model, prompt_ids, response_ids, mask_token_id, *, prom
         raise ConfigError(f"num_draws must be >= 1, got {num_draws}")
     P, T = prompt_ids.shape[1], response_ids.shape[1]
     attn = _attention(prompt_ids, prompt_mask, T)
-    total = torch.zeros(response_ids.shape)
-    count = torch.zeros(response_ids.shape)
+    dev = response_ids.device
+    total = torch.zeros(response_ids.shape, device=dev)
+    count = torch.zeros(response_ids.shape, device=dev)
+    rdev = _rand_device(generator, response_ids)
     for _ in range(num_draws):
-        s = torch.rand(response_ids.shape[0], 1, generator=generator)  # [B, 1] masking rate
-        hit = torch.rand(response_ids.shape, generator=generator) < s  # [B, T]
+        s = torch.rand(response_ids.shape[0], 1, generator=generator, device=rdev).to(dev)  # [B, 1] masking rate
+        hit = torch.rand(response_ids.shape, generator=generator, device=rdev).to(dev) < s  # [B, T]
         x = torch.cat([prompt_ids, torch.where(hit, mask_token_id, response_ids)], dim=1)
         lp = full_logits(model, x, attn)[:, P:].float().log_softmax(-1).gather(-1, response_ids[..., None])[..., 0]
         total = total + lp * hit
@@ -165,6 +171,11 @@ def random_mask_logprobs(model, prompt_ids, response_ids, mask_token_id, *, prom
     fallback = mean_field_logprobs(model, prompt_ids, response_ids, mask_token_id, prompt_mask=prompt_mask)
     out = torch.where(count > 0, total / count.clamp(min=1), fallback)
     return out if response_mask is None else out * response_mask.to(out.dtype)
+
+
+def _rand_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:
+    """Where random draws are made: on the generator's device when one is given, else on `like`'s."""
+    return like.device if generator is None else generator.device
 
 
 ESTIMATORS: Registry[Callable[..., torch.Tensor]] = Registry("log-prob estimator")

@@ -66,9 +66,10 @@ def finish(canvas: torch.Tensor, eos_token_id: int, pad_token_id: int):
     B, T = canvas.shape
     is_eos = canvas == eos_token_id
     has = is_eos.any(1)
-    first = torch.where(has, is_eos.float().argmax(1), torch.full((B,), T - 1))
-    lengths = torch.where(has, first + 1, torch.full((B,), T))
-    mask = torch.arange(T)[None, :] < lengths[:, None]
+    dev = canvas.device
+    first = torch.where(has, is_eos.float().argmax(1), torch.full((B,), T - 1, device=dev))
+    lengths = torch.where(has, first + 1, torch.full((B,), T, device=dev))
+    mask = torch.arange(T, device=dev)[None, :] < lengths[:, None]
     return torch.where(mask, canvas, pad_token_id), mask.long(), lengths, ~has
 
 
@@ -78,7 +79,7 @@ def repeat_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None, n
         raise ConfigError(f"n (samples per prompt) must be >= 1, got {n}")
     pm = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask.long()
     return (prompt_ids.repeat_interleave(n, 0), pm.repeat_interleave(n, 0),
-            torch.arange(prompt_ids.shape[0]).repeat_interleave(n))
+            torch.arange(prompt_ids.shape[0], device=prompt_ids.device).repeat_interleave(n))
 
 
 @torch.no_grad()
@@ -86,21 +87,27 @@ def generate_ar(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: t
                 mask_token_id: int, eos_token_id: int, pad_token_id: int, gen_length: int, n: int = 1,
                 temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> DiffusionRolloutBatch:
-    """Left-to-right sampling, one token per forward, on a canvas of `gen_length` masks; rows stop at EOS."""
+    """Left-to-right sampling, one token per forward, on a canvas of `gen_length` masks; rows stop at EOS.
+
+    The canvas, masks and log-probs live on the model's device while sampling (`generator` must be there
+    too); the batch is returned on the device of `prompt_ids`."""
     check_sampling(temperature, top_p, gen_length)
-    pids, pmask, group = repeat_prompts(prompt_ids, prompt_mask, n)
+    out_dev = prompt_ids.device
+    p0 = next(model.parameters(), None)
+    dev = out_dev if p0 is None else p0.device
+    pids, pmask, group = repeat_prompts(prompt_ids.to(dev), None if prompt_mask is None else prompt_mask.to(dev), n)
     B, P = pids.shape
     T = gen_length
-    x = torch.cat([pids, torch.full((B, T), mask_token_id, dtype=torch.long)], 1)  # [B, P+T]
-    attn = torch.cat([pmask, torch.ones(B, T, dtype=torch.long)], 1)
-    logp = torch.zeros(B, T)
-    alive = torch.ones(B, dtype=torch.bool)
+    x = torch.cat([pids, torch.full((B, T), mask_token_id, dtype=torch.long, device=dev)], 1)  # [B, P+T]
+    attn = torch.cat([pmask, torch.ones(B, T, dtype=torch.long, device=dev)], 1)
+    logp = torch.zeros(B, T, device=dev)
+    alive = torch.ones(B, dtype=torch.bool, device=dev)
     forwards = 0
     for t in range(T):
         rows = alive.nonzero()[:, 0]
         if rows.numel() == 0:
             break
-        logits = logits_at(model, x[rows], attn[rows], torch.full((rows.numel(),), P + t)).float()  # [r, V]
+        logits = logits_at(model, x[rows], attn[rows], torch.full((rows.numel(),), P + t, device=dev)).float()
         forwards += 1
         tok = sample_tokens(logits, temperature, top_p, generator)
         scale = temperature if temperature > 0 else 1.0
@@ -108,9 +115,10 @@ def generate_ar(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: t
         x[rows, P + t] = tok
         alive[rows] = tok != eos_token_id
     resp, rmask, lengths, truncated = finish(x[:, P:], eos_token_id, pad_token_id)
-    return DiffusionRolloutBatch(prompt_ids=pids, prompt_mask=pmask, response_ids=resp, response_mask=rmask,
-                                 logp=logp * rmask, lengths=lengths, truncated=truncated, group_index=group,
-                                 meta={"forwards": forwards})
+    mv = lambda t: t.to(out_dev)  # noqa: E731
+    return DiffusionRolloutBatch(prompt_ids=mv(pids), prompt_mask=mv(pmask), response_ids=mv(resp),
+                                 response_mask=mv(rmask), logp=mv(logp * rmask), lengths=mv(lengths),
+                                 truncated=mv(truncated), group_index=mv(group), meta={"forwards": forwards})
 
 
 @dataclass

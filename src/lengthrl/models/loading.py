@@ -97,9 +97,12 @@ def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_policy(
-    model_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu"
+    model_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load `(model, tokenizer)` from a local directory through `AutoModelForCausalLM` / `AutoTokenizer`.
+
+    `attn_implementation`: transformers' attention ('sdpa', 'eager', 'flash_attention_2'); None = its default.
 
     The tokenizer always has a pad token (EOS when it had none, with a warning) and pads on the left; the
     model's config and generation config get the tokenizer's pad/eos ids. The model is returned in eval mode.
@@ -109,7 +112,8 @@ def load_policy(
     path = Path(model_dir).expanduser()
     try:
         with quiet_progress():
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+            attn = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, **attn)
     except Exception as e:
         raise ConfigError(f"model_dir {str(path)!r}: cannot load a causal LM from it ({type(e).__name__}: {e}); "
                           f"it must hold a transformers model of a causal-LM architecture") from None

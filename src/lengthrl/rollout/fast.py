@@ -150,7 +150,10 @@ class LeanDecoder:
                 for _ in self.layers]
 
     def _attn_block(self, L: _Layer, x, cos, sin, cache, col: slice, width: int, attn_mask):
-        """x [b, s, H] -> x + attention output; writes K/V of the s new positions at cache columns `col`."""
+        """x [b, s, H] -> x + attention output; writes K/V of the s new positions at cache columns `col`.
+
+        attn_mask: a bool mask, or None (every cached key visible: one new token, no padding), or "causal"
+        (a prefill without padding): the mask-free and is_causal forms let SDPA pick its flash kernels."""
         b, s, _ = x.shape
         h = _rms_norm(x, L.n1)
         q = F.linear(h, L.q.weight, L.q.bias).view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
@@ -161,7 +164,10 @@ class LeanDecoder:
         kc, vc = cache
         kc[:, :, col] = k
         vc[:, :, col] = v
-        o = F.scaled_dot_product_attention(q, kc[:, :, :width], vc[:, :, :width], attn_mask=attn_mask,
+        causal = isinstance(attn_mask, str)
+        q = q.to(kc.dtype)  # attention in the cache's dtype (the compute dtype under autocast; a no-op otherwise)
+        o = F.scaled_dot_product_attention(q, kc[:, :, :width], vc[:, :, :width],
+                                           attn_mask=None if causal else attn_mask, is_causal=causal,
                                            scale=self.scaling, enable_gqa=self.n_kv != self.n_heads)
         o = o.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
         return x + F.linear(o, L.o.weight, L.o.bias)
@@ -194,13 +200,17 @@ class LeanDecoder:
         """
         P = ids.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # [b, P]
+        if bool(mask.all()):  # no padding: plain causal attention (is_causal, no mask tensor)
+            return self._run(ids, pos, cache, slice(0, P), P, "causal")
         causal = torch.ones(P, P, dtype=torch.bool, device=ids.device).tril()  # [P, P]
         eye = torch.eye(P, dtype=torch.bool, device=ids.device)
         am = (causal[None] & mask.bool()[:, None, :]) | eye[None]  # [b, P(query), P(key)]
         return self._run(ids, pos, cache, slice(0, P), P, am[:, None], head=head)
 
-    def step(self, tok: torch.Tensor, pos: torch.Tensor, cache, col: int, key_mask: torch.Tensor) -> torch.Tensor:
-        """One new token per row: tok, pos [b]; written at column `col`; key_mask [b, 1, 1, col + 1] bool."""
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, cache, col: int,
+             key_mask: torch.Tensor | None) -> torch.Tensor:
+        """One new token per row: tok, pos [b]; written at column `col`; key_mask [b, 1, 1, col + 1] bool, or
+        None when every cached key is visible (no left padding)."""
         return self._run(tok[:, None], pos[:, None], cache, slice(col, col + 1), col + 1, key_mask)
 
 
@@ -224,7 +234,7 @@ class LeanDecoder:
         _, inv, counts = torch.unique_consecutive(key, dim=0, return_inverse=True, return_counts=True)
         first = torch.cumsum(counts, 0) - counts  # [U] first row of each distinct prompt
         ids_u, mask_u = prompt_ids[first], prompt_mask[first]  # [U, P]
-        dtype = next(self.model.parameters()).dtype
+        dtype = compute_dtype(self.model, ids_u.device)
         cache = [(k.new_zeros(k.shape), v.new_zeros(v.shape))
                  for k, v in self.new_cache(len(first), P, ids_u.device, dtype)]
         last = self.prefill(ids_u, mask_u, cache, head=head)[inv]  # [B, V]: predicts response token 0
@@ -239,6 +249,13 @@ class LeanDecoder:
         rest = self._run(response_ids[:, :s], pos, cache, slice(P, P + s), P + s, am[:, None], all_logits=True,
                          head=head)
         return torch.cat([last[:, None], rest], dim=1)  # [B, T, V]
+
+
+def compute_dtype(model, device: torch.device) -> torch.dtype:
+    """The dtype the KV cache is kept in: autocast's when it is on for `device`, else the parameters'."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return next(model.parameters()).dtype
 
 
 def _select_cache(cache, rows: torch.Tensor, width: int):
@@ -290,7 +307,7 @@ class FastEngine(HFEngine):
 
     def _generate(self, prompt_ids, n, params, gen) -> RolloutBatch:
         dev = self._device()
-        dtype = next(self.model.parameters()).dtype
+        dtype = compute_dtype(self.model, dev)
         n_prompts, T = len(prompt_ids), params.max_new_tokens
         p_ids, p_mask = left_pad(prompt_ids, self.pad_token_id)  # [Np, P]
         P, B = p_ids.shape[1], n_prompts * n
@@ -301,6 +318,7 @@ class FastEngine(HFEngine):
         logits = self.decoder.prefill(p_ids.to(dev), p_mask.to(dev), cache)  # [Np, V]
         logits = logits.repeat_interleave(n, 0)  # [B, V]
         cache = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache]
+        padded = not bool(p_mask.all())  # host tensor: no device read; unpadded prompts decode mask-free
         key_mask = torch.ones(B, P + T, dtype=torch.bool, device=dev)  # [B, P+T], fixed for the call
         key_mask[:, :P] = p_mask.repeat_interleave(n, 0).bool().to(dev)
         next_pos = p_mask.sum(-1).repeat_interleave(n, 0).to(dev)  # [B] position of the next token
@@ -337,7 +355,8 @@ class FastEngine(HFEngine):
                 key_mask, next_pos = key_mask[keep], next_pos[keep]
             if P + t >= cache[0][0].shape[2]:  # the next column is past the cache: one more block
                 cache = _grow_cache(cache, min(P + T, P + t + self.cache_block), P + t)
-            logits = self._step(step_tok, next_pos, cache, P + t, key_mask[:, None, None, : P + t + 1])
+            logits = self._step(step_tok, next_pos, cache, P + t,
+                                key_mask[:, None, None, : P + t + 1] if padded else None)
             next_pos = next_pos + 1
         return self._assemble(p_ids, p_mask, n, n_prompts, B, toks, lps, rows_t, eos)
 

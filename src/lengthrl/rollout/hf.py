@@ -54,7 +54,9 @@ class HFEngine:
         model: a causal LM (`AutoModelForCausalLM`); it is put in eval mode during generation and restored.
         tokenizer: gives pad/eos ids (optional when `pad_token_id` and `eos_token_ids` are given).
         pad_token_id / eos_token_ids: override the tokenizer's. Generation stops at any of `eos_token_ids`.
-        seed: seed of the engine's generator (used when `SamplingParams.seed` is None).
+        seed: seed of the engine's generator (used when `SamplingParams.seed` is None). Generators live on the
+            model's device (`torch.multinomial` needs one there), so a CUDA run samples a different stream
+            from a CPU run of the same seed.
         use_cache: False recomputes the whole sequence every step (slow; for models without a KV cache and
             for measuring what the cache buys).
     """
@@ -67,18 +69,34 @@ class HFEngine:
             pad_token_id = tokenizer.pad_token_id if tokenizer is not None else None
         self.pad_token_id = int(pad_token_id if pad_token_id is not None else self.eos_token_ids[0])
         self.use_cache = use_cache
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = torch.Generator(device=self._device()).manual_seed(seed)
 
     def state_dict(self) -> dict:
         """The generator state (for checkpoints)."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the generator state saved by `state_dict`."""
+        """Restore the generator state saved by `state_dict` (on the same kind of device)."""
         self.generator.set_state(state["generator"])
 
     def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        p = next(self.model.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
+
+    def _generator(self, params: SamplingParams) -> torch.Generator:
+        """The generator of one call: a fresh one on the model's device for `params.seed`, else the engine's
+        (moved to the model's device, with its state, if the model has moved since)."""
+        dev = self._device()
+        if params.seed is not None:
+            return torch.Generator(device=dev).manual_seed(params.seed)
+        if self.generator.device != dev:  # a generator's state only transfers between devices of one kind
+            g = torch.Generator(device=dev)
+            if self.generator.device.type == dev.type:
+                g.set_state(self.generator.get_state())
+            else:
+                g.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+            self.generator = g
+        return self.generator
 
     def _forward(self, ids, mask, pos, cache):
         kw = dict(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=self.use_cache)
@@ -100,7 +118,7 @@ class HFEngine:
         for i, p in enumerate(prompt_ids):
             if len(p) == 0:
                 raise ConfigError(f"generate: prompt {i} has no tokens; every prompt needs at least one (e.g. BOS)")
-        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else self.generator
+        gen = self._generator(params)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -115,14 +133,15 @@ class HFEngine:
         B = n_prompts * n
         eos = torch.tensor(self.eos_token_ids, device=dev)
         banned = eos if params.ignore_eos else None
-        out_ids = torch.full((B, T), self.pad_token_id, dtype=torch.long)
-        out_logp = torch.zeros((B, T), dtype=torch.float32)
-        lengths = torch.zeros(B, dtype=torch.long)
-        finished = torch.zeros(B, dtype=torch.bool)
+        # outputs stay on the model's device while decoding and are copied to the host once at the end
+        out_ids = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
+        out_logp = torch.zeros((B, T), dtype=torch.float32, device=dev)
+        lengths = torch.zeros(B, dtype=torch.long, device=dev)
+        finished = torch.zeros(B, dtype=torch.bool, device=dev)
 
         full_ids = p_ids.repeat_interleave(n, 0).to(dev)  # [B, P] (used without a cache)
         mask = p_mask.repeat_interleave(n, 0).to(dev)  # [B, P(+t)]
-        active = torch.arange(B)  # rows of the batch still generating
+        active = torch.arange(B, device=dev)  # rows of the batch still generating
         if self.use_cache:
             logits, cache = self._forward(p_ids.to(dev), p_mask.to(dev), positions_from_mask(p_mask).to(dev), None)
             cache.batch_repeat_interleave(n)
@@ -135,20 +154,21 @@ class HFEngine:
         for t in range(T):
             lp = sampling_logprobs(logits, params, banned)  # [b, V]
             tok = sample_tokens(lp, params, gen)  # [b]
-            out_ids[active, t] = tok.cpu()
-            out_logp[active, t] = lp.gather(-1, tok[:, None]).squeeze(-1).cpu()
+            out_ids[active, t] = tok
+            out_logp[active, t] = lp.gather(-1, tok[:, None]).squeeze(-1)
             lengths[active] = t + 1
-            done = torch.isin(tok, eos).cpu()
+            done = torch.isin(tok, eos)
             finished[active[done]] = True
-            if t == T - 1 or bool(done.all()):
+            n_done = int(done.sum())  # the one host read per token: whether rows leave the batch
+            if t == T - 1 or n_done == len(done):
                 break
-            keep = (~done).nonzero().squeeze(-1)  # rows of the current active set that go on
-            if bool(done.any()):
-                active, tok, mask, next_pos = active[keep], tok[keep.to(dev)], mask[keep.to(dev)], next_pos[keep.to(dev)]
+            if n_done:
+                keep = (~done).nonzero().squeeze(-1)  # rows of the current active set that go on
+                active, tok, mask, next_pos = active[keep], tok[keep], mask[keep], next_pos[keep]
                 if self.use_cache:
-                    cache.batch_select_indices(keep.to(dev))
+                    cache.batch_select_indices(keep)
                 else:
-                    full_ids = full_ids[keep.to(dev)]
+                    full_ids = full_ids[keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             if self.use_cache:
                 logits, cache = self._forward(tok[:, None], mask, next_pos, cache)
@@ -157,6 +177,7 @@ class HFEngine:
                 logits, _ = self._forward(full_ids, mask, positions_from_mask(mask), None)
             next_pos = next_pos + 1
 
+        out_ids, out_logp, lengths, finished = out_ids.cpu(), out_logp.cpu(), lengths.cpu(), finished.cpu()
         T = int(lengths.max())  # trim to the longest response
         resp_mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # [B, T], includes the EOS
         out_ids = out_ids[:, :T].masked_fill(resp_mask == 0, self.pad_token_id)

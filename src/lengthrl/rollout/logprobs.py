@@ -158,4 +158,6 @@ def _finish(logits, response_ids, rmask, temperature, return_entropy, chunk_rows
     logp = selective_log_softmax(logits, response_ids, chunk_rows) * rmask
     if not return_entropy:
         return logp
-    return logp, entropy_from_logits(logits, chunk_rows) * rmask
+    with torch.no_grad():  # a metric: no float32 softmax graph kept alive for the backward
+        ent = entropy_from_logits(logits.detach(), chunk_rows) * rmask
+    return logp, ent

@@ -54,13 +54,32 @@ def _fsync_tree(root: Path) -> None:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The global random states: torch (CPU), Python, NumPy and, when CUDA is available, every CUDA device's
+    (key "cuda", a list by device index), so a resumed GPU run draws what an uninterrupted one would."""
+    s = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
 
 
 def set_rng_state(s: dict) -> None:
+    """Restore `rng_state()`. A CUDA part is restored when this machine has CUDA (as many devices as both
+    have); without CUDA it is skipped with a log line, and a state saved without CUDA leaves CUDA's as is."""
     torch.set_rng_state(s["torch"])
     random.setstate(s["python"])
     np.random.set_state(s["numpy"])
+    cuda = s.get("cuda")
+    if cuda is None:
+        return
+    if not torch.cuda.is_available():
+        log.info("checkpoint holds CUDA random states, but CUDA is not available here: they are not restored")
+        return
+    n = min(len(cuda), torch.cuda.device_count())
+    if n < len(cuda):
+        log.warning("checkpoint holds random states of %d CUDA devices, %d are visible: restoring %d",
+                    len(cuda), torch.cuda.device_count(), n)
+    for i in range(n):
+        torch.cuda.set_rng_state(cuda[i], device=i)
 
 
 def begin(run_dir: Path, step: int) -> Path:

@@ -21,13 +21,14 @@ from lengthrl.train.config import build_config, describe, to_dict
              "--out runs/mine",
          ])
 def run_train(args) -> int:
+    from lengthrl.train.device import fsdp_param_dtype
     from lengthrl.train.distributed import init_from_env, shutdown
     from lengthrl.train.loop import train
 
     cfg = build_config(args.config, args.set)
     _guard_existing_run(Path(args.out), resume=args.resume, overwrite=args.overwrite)
     # several processes under torchrun (docs/scaling.md), else a no-op
-    dist = init_from_env(cfg.dist_strategy, cfg.fsdp_param_dtype)
+    dist = init_from_env(cfg.dist_strategy, fsdp_param_dtype(cfg), device=cfg.device)
     try:
         tr = train(cfg, args.out, resume=args.resume, progress=not args.quiet, dist=dist)
     except BaseException:

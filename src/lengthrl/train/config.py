@@ -107,6 +107,16 @@ class TrainConfig:
     warmup_steps: int = doc("linear warm-up, in optimizer steps", 0)
     schedule: str = doc("learning-rate schedule after warm-up: constant, linear or cosine", "constant")
     grad_clip: float = doc("max global gradient norm (0 = off)", 1.0)
+    # ---- device and precision (docs/gpu.md) ----------------------------------------------------------------
+    device: str = doc("where the model and tensors live: 'auto' (cuda when available, else cpu), 'cpu', 'cuda' "
+                      "or 'cuda:N'; under torchrun each rank uses cuda:LOCAL_RANK", "auto")
+    dtype: str = doc("compute dtype of forwards and backwards: 'auto' (bfloat16 on a CUDA device that supports "
+                     "it, else float32), 'float32', 'bfloat16' or 'float16' (with a dynamic loss scale); master "
+                     "weights and AdamW state stay float32, log-probs, ratios and the loss are float32 (autocast; "
+                     "under FSDP2 its MixedPrecisionPolicy)", "auto")
+    attn_implementation: str = doc("attention of the transformers model: 'sdpa' (PyTorch's scaled_dot_product_"
+                                   "attention, flash kernels where they apply), 'eager', or 'flash_attention_2' "
+                                   "(needs the flash-attn package)", "sdpa")
     # ---- run -----------------------------------------------------------------------------------------------
     steps: int = doc("RL steps", 40)
     seed: int = doc("seed of everything (data order, sampling, initialisation)", 0)
@@ -133,10 +143,10 @@ class TrainConfig:
                              "[B, T, vocab] float32 logits are never materialised (lengthrl.rollout.chunked; the "
                              "same values). 0 = auto (2^26 logits per chunk: 441 tokens at vocab 151,936; a "
                              "micro-batch that fits in one chunk takes the full-logits path); -1 = off", 0)
-    fsdp_param_dtype: str | None = doc("FSDP2 mixed precision: 'bfloat16' or 'float16' for the unsharded "
-                                       "parameters forwards and backwards compute in (sampling too), gradients "
-                                       "reduced in float32, optimizer on the parameters' own dtype; unset = "
-                                       "compute in the parameters' dtype. Only with dist_strategy = 'fsdp'", None)
+    fsdp_param_dtype: str | None = doc("older name of `dtype` under FSDP2 ('bfloat16' or 'float16', only with "
+                                       "dist_strategy = 'fsdp'): the same setting, applied as FSDP2's "
+                                       "MixedPrecisionPolicy; set dtype instead (an error when both are set and "
+                                       "differ)", None)
     # ---- LoRA (peft; docs/gpu.md, "LoRA") --------------------------------------------------------------------
     lora_r: int = doc("LoRA rank: the policy is wrapped with a peft LoRA adapter of this rank and only the "
                       "adapter is trained and checkpointed; the KL reference is the base model with the adapter "
@@ -331,6 +341,17 @@ def validate(cfg: TrainConfig) -> None:
     from lengthrl.train.distributed import check_strategy
 
     check_strategy(cfg.dist_strategy, cfg.fsdp_param_dtype)
+    from lengthrl.train.device import (
+        check_attn_implementation,
+        effective_dtype_name,
+        local_rank,
+        resolve_device,
+        resolve_dtype,
+    )
+
+    device = resolve_device(cfg.device, local_rank())  # an error now when CUDA is asked for and missing
+    resolve_dtype(effective_dtype_name(cfg.dtype, cfg.fsdp_param_dtype), device)
+    check_attn_implementation(cfg.attn_implementation)
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
     if cfg.loss_agg_mode == "prompt-mean":

@@ -51,13 +51,16 @@ class Dist:
     strategy: how gradients are synchronised, 'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 fully_shard);
     param_dtype: FSDP2 mixed precision, the dtype ('bfloat16' or 'float16') of the unsharded parameters that
     forwards and backwards compute in (gradients are reduced in float32, the sharded parameters the optimizer
-    steps on keep their own dtype); None computes in the parameters' dtype.
+    steps on keep their own dtype); None computes in the parameters' dtype. It is the FSDP2 form of the
+    config key `dtype` (`lengthrl.train.device`).
+    device: where this rank's tensors live ('cpu', or 'cuda:LOCAL_RANK' with nccl); collectives run there.
     """
 
     rank: int = 0
     world_size: int = 1
     strategy: str = "ddp"
     param_dtype: str | None = None
+    device: str = "cpu"
 
     @property
     def enabled(self) -> bool:
@@ -100,7 +103,7 @@ class Dist:
         """Largest integer `n` over ranks."""
         if not self.enabled:
             return int(n)
-        t = torch.tensor([int(n)], dtype=torch.long)
+        t = torch.tensor([int(n)], dtype=torch.long, device=self.device)
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
         return int(t.item())
 
@@ -139,7 +142,8 @@ class Dist:
         if self.strategy == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
-            return DistributedDataParallel(model)
+            on_cuda = torch.device(self.device).type == "cuda"
+            return DistributedDataParallel(model, device_ids=[torch.device(self.device).index] if on_cuda else None)
         if self.strategy == "fsdp":
             from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -261,22 +265,28 @@ def check_strategy(strategy: str, param_dtype: str | None = None) -> None:
                           "with dist_strategy = 'fsdp' (leave it unset otherwise)")
 
 
-def init_from_env(strategy: str = "ddp", param_dtype: str | None = None, timeout_s: float = 600.0) -> Dist:
+def init_from_env(strategy: str = "ddp", param_dtype: str | None = None, timeout_s: float = 600.0,
+                  device: str = "auto") -> Dist:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT).
 
-    Without WORLD_SIZE (or with WORLD_SIZE=1) this is the single-process `Dist()`. Backend: nccl when CUDA is
-    available, else gloo. `param_dtype`: FSDP2 mixed precision (see `Dist`), only with strategy 'fsdp'.
+    Without WORLD_SIZE (or with WORLD_SIZE=1) this is the single-process `Dist()`. `device`: the config key
+    (`lengthrl.train.device.resolve_device`): on CUDA each rank takes cuda:LOCAL_RANK and the backend is nccl,
+    on the CPU gloo. `param_dtype`: FSDP2 mixed precision (see `Dist`), only with strategy 'fsdp'.
     """
+    from lengthrl.train.device import local_rank, resolve_device
+
     check_strategy(strategy, param_dtype)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(strategy=strategy)
+    dev = resolve_device(device, local_rank())
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if not tdist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if dev.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), strategy=strategy, param_dtype=param_dtype)
+    return Dist(rank=tdist.get_rank(), world_size=tdist.get_world_size(), strategy=strategy, param_dtype=param_dtype,
+                device=str(dev))
 
 
 def shutdown(d: Dist, wait: bool = True) -> None:

@@ -31,6 +31,7 @@ from lengthrl.train.config import TrainConfig, changed_keys, reward_terms, to_di
 from lengthrl.train.data import PromptSampler
 from lengthrl.train.batch import StepBatch
 from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
+from lengthrl.train.device import cuda_memory, precision_of
 from lengthrl.train.distributed import (
     SINGLE,
     Dist,
@@ -110,6 +111,9 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
+        # device and compute dtype, set once (docs/gpu.md); under FSDP2 the dtype is its param_dtype
+        self.precision = precision_of(cfg, self.dist)
+        self._fsdp_dtype_agrees()
         self.policy = POLICIES[cfg.policy]  # how to load, sample and score the model (AR or diffusion)
         if cfg.policy != "ar" and self.dist.enabled:
             raise ConfigError(f"config key 'policy': {cfg.policy!r} runs on one process; start without torchrun")
@@ -121,7 +125,8 @@ class Trainer:
         # checkpoint has no weights file: they are loaded into the wrapped model in _resume)
         # (a LoRA run checkpoints its adapter only: the base weights always come from `model`)
         full_ckpt = self.resume_from is not None and ckpt.has_full_weights(self.resume_from) and not cfg.lora_r
-        self.model, self.tok = self.policy.load(self.resume_from / "model" if full_ckpt else self.model_dir)
+        self.model, self.tok = self.policy.load(self.resume_from / "model" if full_ckpt else self.model_dir, cfg)
+        self.model.to(self.precision.device)  # float32 master weights; autocast computes in cfg.dtype
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         if cfg.lora_r:  # only the adapter is trained (docs/gpu.md, "LoRA"); on resume its weights are restored
@@ -137,7 +142,8 @@ class Trainer:
             self.ref = lora.AdapterDisabled(self.model)
         elif cfg.beta > 0:  # the KL reference: `ref_model`, else the initial policy (also when resuming)
             if cfg.ref_model or self.resume_from is not None:
-                self.ref = self.policy.load(Path(cfg.ref_model) if cfg.ref_model else self.model_dir)[0]
+                self.ref = self.policy.load(Path(cfg.ref_model) if cfg.ref_model else self.model_dir, cfg)[0]
+                self.ref.to(self.precision.device)
             else:
                 self.ref = copy.deepcopy(self.model)
             self.ref.requires_grad_(False).eval()
@@ -163,7 +169,8 @@ class Trainer:
         total_opt = cfg.steps * cfg.epochs * cfg.mini_batches
         self.train_model = self.dist.wrap(self.model)  # DDP over the model with several processes
         self.opt, self.sched = make_optimizer(self.model, cfg, total_opt)
-        self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)
+        self.scaler = self.precision.grad_scaler()  # float16: dynamic loss scale (None otherwise)
+        self.update_gen = torch.Generator().manual_seed(cfg.seed + 17)  # mini-batch order: CPU on every device
         self.runlog = RunLogger(self.out, enabled=self.dist.is_main, sample_every=cfg.sample_every)
         self.metrics = self.runlog.metrics  # metrics.jsonl
         self.step, self.bad_steps = 0, 0
@@ -189,6 +196,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(), "reward": self.reward.state_dict(),
             "update_gen": self.update_gen.get_state(), "config": to_dict(self.cfg),
             "lagrange": self.lagrange.state_dict() if self.lagrange is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
 
     def save(self) -> Path | None:
@@ -232,6 +240,8 @@ class Trainer:
         self.update_gen.set_state(s["update_gen"])
         if self.lagrange is not None and s.get("lagrange"):
             self.lagrange.load_state_dict(s["lagrange"])
+        if self.scaler is not None and s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
         self.step, self.bad_steps = s["step"], s["bad_steps"]
         self.last_nonfinite = s.get("last_nonfinite")
         self.dist.barrier()  # every rank has read the checkpoint before rank 0 edits the logs
@@ -285,6 +295,7 @@ class Trainer:
         if decision.kind is Update.UPDATE:
             ub = UpdateBatch(roll.prompt_ids, roll.prompt_mask, roll.response_ids, roll.response_mask, loss_mask,
                              sb.local(adv), sb.global_groups(roll.group_index))  # [n] rows, group ids global
+            ub = ub.to(self.precision.device)  # the one copy of the rollout to the training device
             result = self._update(ub, rows, sb.kept_groups(keep))
             update_metrics = result.metrics
         else:
@@ -302,7 +313,7 @@ class Trainer:
         m.update(step=self.step + 1, step_time_s=time.perf_counter() - t0, rollout_time_s=t_roll,
                  tokens_per_s=float(resp.lengths.sum()) / max(t_roll, 1e-9),
                  verifier_errors=scored.verifier_errors, verifier_timeouts=scored.verifier_timeouts,
-                 bad_steps=self.bad_steps)
+                 bad_steps=self.bad_steps, **cuda_memory(self.precision.device))
         self.runlog.score_errors(self.step + 1, scored.failures)
         self.runlog.samples(self.step + 1, sb.samples, resp.texts, resp.lengths, scored.correct, scored.rewards,
                             adv, G)
@@ -333,17 +344,19 @@ class Trainer:
         micro = cfg.micro_batch_size or len(ub.advantages)
         if cfg.epochs > 1 or cfg.mini_batches > 1:
             with self.dist.full_weights(self.model):  # FSDP2: ranks may need different numbers of forwards
-                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn)  # [b, T]
+                ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn,
+                                               self.precision)  # [b, T]
         if self.ref is not None:
-            ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn)  # [b, T]
+            ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn,
+                                           self.precision)  # [b, T]
         return ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
-                          groups=groups, logprob_fn=self.logprob_fn)
+                          groups=groups, logprob_fn=self.logprob_fn, precision=self.precision, scaler=self.scaler)
 
     def _generate(self, prompt_ids: list[list[int]]):
         """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
         sampled with the seed of (seed, step, shard), then stacked."""
-        with self.dist.full_weights(self.model):  # FSDP2: one all-gather, then collective-free decoding
-            return self._generate_shards(prompt_ids)
+        with self.dist.full_weights(self.model), self.precision.autocast():  # FSDP2: one all-gather, then
+            return self._generate_shards(prompt_ids)  # collective-free decoding
 
     def _generate_shards(self, prompt_ids: list[list[int]]):
         G = self.cfg.group_size
@@ -438,11 +451,25 @@ class Trainer:
         params = SamplingParams(temperature=t, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 99)
         engine = self.engine
         if self.dist.sharded:  # the sharded model needs every rank: evaluate the saved final weights instead
-            engine = self.policy.engine(self.policy.load(self.out / "final")[0], self.tok, self.cfg)
-        return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
-                        samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
-                        out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir),
-                        truncated_correct=self.cfg.truncated_correct)
+            final = self.policy.load(self.out / "final", self.cfg)[0].to(self.precision.device)
+            engine = self.policy.engine(final, self.tok, self.cfg)
+        with self.precision.autocast():
+            return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
+                            samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
+                            out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir),
+                            truncated_correct=self.cfg.truncated_correct)
+
+    def _fsdp_dtype_agrees(self) -> None:
+        """Under FSDP2 the compute dtype is the process group's `Dist.param_dtype`: it must be cfg's."""
+        if not self.dist.sharded:
+            return
+        want = None if self.precision.dtype == torch.float32 else self.precision.name
+        if self.dist.param_dtype != want:
+            if self.dist.param_dtype is None:
+                self.dist = replace(self.dist, param_dtype=want)
+            else:
+                raise ConfigError(f"config key 'dtype': {self.precision.name!r}, but the process group was set up "
+                                  f"with FSDP2 param_dtype {self.dist.param_dtype!r}; use one setting")
 
 
 def enable_gradient_checkpointing(model) -> None:

@@ -3,7 +3,8 @@
 The trainer sees a policy only through a `PolicyAdapter` picked by the config key `policy`:
 
 - ``resolve(cfg) -> Path``: the model directory (``model = "organism"`` builds or reuses the built-in one);
-- ``load(path) -> (model, tokenizer)``: the trainable module and its tokenizer (also checkpoints and the reference);
+- ``load(path, cfg=None) -> (model, tokenizer)``: the trainable module and its tokenizer (also checkpoints and the
+  reference), on the CPU in float32 (the trainer moves it to its device; `cfg` gives e.g. attn_implementation);
 - ``engine(model, tokenizer, cfg) -> RolloutEngine``: ``generate(prompt_ids: list[list[int]], n, SamplingParams)
   -> RolloutBatch``, with ``state_dict()`` / ``load_state_dict()`` and ``pad_token_id``;
 - ``logprob_fn(tokenizer, cfg)``: a function with the signature of `lengthrl.rollout.compute_logprobs`
@@ -28,7 +29,7 @@ class PolicyAdapter:
 
     help: str
     resolve: Callable  # (cfg) -> Path
-    load: Callable  # (path) -> (model, tokenizer)
+    load: Callable  # (path, cfg=None) -> (model, tokenizer)
     engine: Callable  # (model, tokenizer, cfg) -> RolloutEngine
     logprob_fn: Callable  # (tokenizer, cfg) -> compute_logprobs-like function
 
@@ -42,10 +43,10 @@ def _ar_resolve(cfg) -> Path:
     return resolve_model_dir(cfg.model)
 
 
-def _ar_load(path):
+def _ar_load(path, cfg=None):
     from lengthrl.models import load_policy
 
-    return load_policy(path)
+    return load_policy(path, attn_implementation=cfg.attn_implementation if cfg is not None else None)
 
 
 def _ar_engine(model, tok, cfg):

@@ -3,6 +3,7 @@ mini-batch (global token and sequence counts passed to every micro-batch), AdamW
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -31,6 +32,17 @@ class UpdateBatch:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return UpdateBatch(*(pick(getattr(self, f)) for f in self.__dataclass_fields__))
 
+    def to(self, device: torch.device | str) -> "UpdateBatch":
+        """The batch with every tensor on `device` (itself when they already are): the one copy of a step's
+        rollout to the training device."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return UpdateBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
+
+
+def _amp(precision):
+    """The autocast context of `precision` (a `lengthrl.train.device.Precision`), a no-op when None."""
+    return contextlib.nullcontext() if precision is None else precision.autocast()
+
 
 def loss_hparams(cfg) -> dict:
     """The loss's keyword hyperparameters from the config; a set key the loss does not take (`dual_clip` for a
@@ -51,14 +63,16 @@ def loss_hparams(cfg) -> dict:
 
 
 @torch.no_grad()
-def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float, logprob_fn=None) -> torch.Tensor:
-    """log-probs [B, T] of the batch's responses without gradient, `micro` rows at a time (`logprob_fn`: the
-    policy's, see `lengthrl.train.policy`; default `compute_logprobs`)."""
+def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float, logprob_fn=None,
+                     precision=None) -> torch.Tensor:
+    """log-probs [B, T] float32 of the batch's responses without gradient, `micro` rows at a time (`logprob_fn`:
+    the policy's, see `lengthrl.train.policy`; default `compute_logprobs`; `precision`: the run's autocast)."""
     logprob_fn = logprob_fn or compute_logprobs
     out = []
     for idx in torch.arange(b.response_ids.shape[0]).split(micro):
-        out.append(logprob_fn(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
-                              b.response_mask[idx], temperature=temperature))
+        with _amp(precision):
+            out.append(logprob_fn(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
+                                  b.response_mask[idx], temperature=temperature).float())
     return torch.cat(out)
 
 
@@ -85,8 +99,14 @@ class UpdateResult:
 
 
 def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Generator, dist=None,
-               groups: torch.Tensor | None = None, logprob_fn=None) -> UpdateResult:
+               groups: torch.Tensor | None = None, logprob_fn=None, precision=None,
+               scaler=None) -> UpdateResult:
     """Run cfg.epochs × cfg.mini_batches optimizer steps on `batch`.
+
+    Device and precision: `batch` lives on the model's device; `precision` (`lengthrl.train.device.Precision`)
+    gives the autocast the forwards run in (log-probs and the loss stay float32); `scaler`: a
+    `torch.amp.GradScaler` for float16 (a step whose scaled gradient overflows is skipped and the scale lowered,
+    counted in `loss_scale_skips`, not as a non-finite step). Metrics are reduced on the device and read once.
 
     With several ranks (`dist`, see `lengthrl.train.distributed`), `batch` is this rank's rows and `groups` the
     global group ids to update on; normalisers, losses and metrics are reduced over ranks, and every rank runs
@@ -104,7 +124,9 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     n_opt = skipped = 0
     nonfinite = None  # the first non-finite quantity of a skipped update: "loss" or "gradient"
     losses, norms = [], []
-    ent_sum, ent_tok = torch.zeros(()), torch.zeros(())
+    dev = batch.advantages.device
+    ent_sum, ent_tok = torch.zeros((), device=dev), torch.zeros((), device=dev)
+    scale_skips = 0
     model.train()
     for _epoch in range(cfg.epochs):
         for rows in minibatch_rows(batch.group_index, cfg.mini_batches, g, groups):
@@ -115,7 +137,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             parts = list(torch.arange(len(rows)).split(micro)) if len(rows) else []
             n_parts = d.all_max(len(parts))
             optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros(())
+            total = torch.zeros((), device=dev)
             for j in range(n_parts):
                 if j < len(parts):
                     m = mb.rows(parts[j])
@@ -123,27 +145,43 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
                     m = batch.rows(torch.zeros(1, dtype=torch.long))
                     m.loss_mask = torch.zeros_like(m.loss_mask)
                 with d.sync(model, last=j == n_parts - 1):
-                    logp, ent = logprob_fn(model, m.prompt_ids, m.prompt_mask, m.response_ids,
-                                                 m.response_mask, temperature=cfg.temperature, return_entropy=True)
+                    with _amp(precision):
+                        logp, ent = logprob_fn(model, m.prompt_ids, m.prompt_mask, m.response_ids,
+                                               m.response_mask, temperature=cfg.temperature, return_entropy=True)
+                    logp = logp.float()  # [b, T]: ratios and the loss in float32 whatever the compute dtype
                     old = logp.detach() if m.old_logp is None else m.old_logp
                     out = policy_loss(cfg.loss, logp, old, m.advantages, m.loss_mask, num_tokens=num_tokens,
                                       num_seqs=num_seqs, ref_logp=m.ref_logp, **hp)
                     loss = out.loss if spec.global_norm else out.loss / max(len(parts), 1)
-                    (loss * scale).backward()
+                    (loss * scale if scaler is None else scaler.scale(loss * scale)).backward()
                 total = total + loss.detach()
                 stats.add(out.metrics)
                 ent_sum += (ent.detach() * m.loss_mask).sum()
                 ent_tok += m.loss_mask.sum()
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # true gradients before clipping
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
                 norm = norm.full_tensor()
             total = d.all_sum(total) / (1.0 if spec.global_norm else d.world_size)
-            if not (torch.isfinite(total) and torch.isfinite(norm)):
+            finite_loss, finite_norm = bool(torch.isfinite(total)), bool(torch.isfinite(norm))  # one read per step
+            if scaler is not None and finite_loss and not finite_norm:  # float16 overflow: lower the scale
+                optimizer.zero_grad(set_to_none=True)
+                scaler.update()
+                scale_skips += 1
+                continue
+            if not (finite_loss and finite_norm):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
-                nonfinite = nonfinite or ("loss" if not torch.isfinite(total) else "gradient")
+                nonfinite = nonfinite or ("loss" if not finite_loss else "gradient")
+                if scaler is not None:
+                    scaler.update()
                 continue
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
             n_opt += 1
             losses.append(float(total))
@@ -155,6 +193,8 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
         entropy=float(ent_sum / ent_tok.clamp(min=1)), skipped_updates=skipped, optimizer_steps=n_opt,
         lr=scheduler.get_last_lr()[0],
     )
+    if scaler is not None:
+        metrics.update(loss_scale=float(scaler.get_scale()), loss_scale_skips=scale_skips)
     if nonfinite:
         metrics["nonfinite"] = nonfinite
     return UpdateResult(n_opt, skipped, nonfinite, metrics)
@@ -167,42 +207,51 @@ class LossStats:
 
     def __init__(self, seq_level: bool):
         self.seq_level = seq_level
-        self.sums: dict[str, float] = {}
-        self.weights: dict[str, float] = {}
-        self.lo: dict[str, float] = {}
-        self.hi: dict[str, float] = {}
+        # per metric, float64 scalars on the metrics' device: folded in without reading them on the host
+        self.sums: dict[str, torch.Tensor] = {}
+        self.weights: dict[str, torch.Tensor] = {}
+        self.lo: dict[str, torch.Tensor] = {}
+        self.hi: dict[str, torch.Tensor] = {}
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Fold in one micro-batch's `policy_loss` metrics (with its `tokens` and `seqs` counts)."""
+        """Fold in one micro-batch's `policy_loss` metrics (with its `tokens` and `seqs` counts), on the device
+        (no host sync: a micro-batch with no weight contributes nothing, chosen by `torch.where`)."""
         for k, v in metrics.items():
             if k in ("tokens", "seqs"):
                 continue
-            w = float(metrics["seqs"] if self.seq_level and k != "kl_ref" else metrics["tokens"])
-            self.sums.setdefault(k, 0.0)
-            self.weights.setdefault(k, 0.0)
-            self.lo.setdefault(k, math.inf)
-            self.hi.setdefault(k, -math.inf)
-            if w > 0:
-                self.sums[k] += float(v) * w
-                self.weights[k] += w
-                self.lo[k], self.hi[k] = min(self.lo[k], float(v)), max(self.hi[k], float(v))
+            w = torch.as_tensor(metrics["seqs"] if self.seq_level and k != "kl_ref" else metrics["tokens"])
+            w = w.detach().to(torch.float64)
+            v = torch.as_tensor(v, device=w.device).detach().to(torch.float64)
+            zero = torch.zeros((), dtype=torch.float64, device=w.device)
+            if k not in self.sums:
+                self.sums[k], self.weights[k] = zero, zero
+                self.lo[k], self.hi[k] = zero + math.inf, zero - math.inf
+            on = w > 0
+            self.sums[k] = self.sums[k] + torch.where(on, v * w, zero)
+            self.weights[k] = self.weights[k] + torch.where(on, w, zero)
+            # fmin / fmax: a NaN value does not replace the extreme, as Python's min / max did before
+            self.lo[k] = torch.where(on, torch.fmin(self.lo[k], v), self.lo[k])
+            self.hi[k] = torch.where(on, torch.fmax(self.hi[k], v), self.hi[k])
 
     def reduce(self, d) -> dict[str, float]:
-        """The metrics over every micro-batch of every rank (`d`: a `Dist`; the same keys on every rank)."""
+        """The metrics over every micro-batch of every rank (`d`: a `Dist`; the same keys on every rank), read
+        on the host once."""
         keys = sorted(self.sums)
-        f64 = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-        sums = d.all_reduce(f64([self.sums[k] for k in keys]))
-        weights = d.all_reduce(f64([self.weights[k] for k in keys]))
-        lo = d.all_reduce(f64([self.lo[k] for k in keys]), "min")
-        hi = d.all_reduce(f64([self.hi[k] for k in keys]), "max")
+        if not keys:
+            return {}
+        stack = lambda xs: torch.stack([xs[k] for k in keys])  # noqa: E731
+        sums = d.all_reduce(stack(self.sums)).tolist()
+        weights = d.all_reduce(stack(self.weights)).tolist()
+        lo = d.all_reduce(stack(self.lo), "min").tolist()
+        hi = d.all_reduce(stack(self.hi), "max").tolist()
         out = {}
         for i, k in enumerate(keys):
             if k.endswith("_min"):
-                v = float(lo[i])
+                v = lo[i]
             elif k.endswith("_max"):
-                v = float(hi[i])
+                v = hi[i]
             else:
-                v = float(sums[i] / weights[i]) if weights[i] > 0 else 0.0
+                v = sums[i] / weights[i] if weights[i] > 0 else 0.0
             out[k] = v if math.isfinite(v) else 0.0
         return out
 

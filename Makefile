@@ -7,7 +7,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc audit bench clean
+.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc audit bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,6 +65,14 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	PYTHONPATH=src:. $(PY) -m benchmarks $(BENCH_ARGS)
+
+# The GPU check (docs/gpu.md) for a CUDA machine with torch and transformers preinstalled and no network: no
+# venv, nothing installed; it runs from the source tree and writes $(GPU_CHECK_OUT)/gpu_check.json within 8 minutes.
+# GPU_CHECK_ALLOW_CPU=1 runs its CPU-runnable parts on a CPU machine, shapes scaled down (under 3 minutes).
+GPU_CHECK_OUT ?= runs/gpu-check
+GPU_PYTHON ?= python3
+gpu-check:
+	GPU_CHECK_OUT=$(GPU_CHECK_OUT) PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs .pytest_cache

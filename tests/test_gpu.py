@@ -165,7 +165,7 @@ def test_logprobs_and_update_on_the_device(small_dir, device):
     opt, sched = make_optimizer(model, cfg, 2)
     before = [p.detach().clone() for p in model.parameters()]
     m = ppo_update(model, opt, sched, ub, cfg, torch.Generator().manual_seed(1),
-                   precision=Precision(torch.device(device), torch.float32))
+                   precision=Precision(torch.device(device), torch.float32)).metrics
     assert m["optimizer_steps"] == 2 and all(isinstance(v, (int, float)) for v in m.values())
     assert math.isfinite(m["loss"]) and m["entropy"] > 0
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

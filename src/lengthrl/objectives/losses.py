@@ -15,8 +15,10 @@ from lengthrl.objectives import terms
 from lengthrl.registry import Registry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LossSpec:
+    """A registered policy loss. Registered with keywords only, so a reader sees what every value is."""
+
     name: str
     term: Callable  # (logp, old_logp, adv[B,T], mask, *, clip_low, clip_high, ...) -> (loss[B,T], metrics)
     agg_mode: str  # default token aggregation
@@ -41,76 +43,135 @@ _GSPO = "s_i = exp((1/|y_i|) sum_t log r_it);  l_i = -min(s_i A_i, clip(s_i, 1-e
 
 for spec in [
     LossSpec(
-        "grpo", terms.ppo_clip_term, "seq-mean-token-mean", 0.2, 0.2, "token",
-        "DeepSeekMath, arXiv 2402.03300",
-        f"{_PPO};  L = (1/B') sum_i (1/|y_i|) sum_t l_it",
-        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
-        "Long responses get less weight per token: long wrong answers are punished less, short right answers "
-        "rewarded more.", extra_hparams=("dual_clip",),
-    ),
-    LossSpec(
-        "dr_grpo", terms.ppo_clip_term, "seq-mean-token-sum-norm", 0.2, 0.2, "token",
-        "Dr. GRPO (Understanding R1-Zero-Like Training), arXiv 2503.20783",
-        f"{_PPO};  L = (1/(B'·L_max)) sum_i sum_t l_it",
-        "A_i / (B'·L_max)", lambda A, B, n, T, Lm: A / (B * Lm),
-        "No length bias; L_max must be a constant (the maximum number of new tokens), not the padded length "
-        "of the batch.", requires=("max_len",), extra_hparams=("dual_clip",),
-    ),
-    LossSpec(
-        "dapo", terms.ppo_clip_term, "token-mean", 0.2, 0.28, "token",
-        "DAPO, arXiv 2503.14476",
-        f"{_PPO};  L = (1/T_tot) sum_i sum_t l_it  (token-mean over the whole batch)",
-        "A_i / T_tot", lambda A, B, n, T, Lm: A / T,
-        "Every token weighs the same within a batch, but the weight depends on the other responses' lengths.",
+        name="grpo",
+        term=terms.ppo_clip_term,
+        agg_mode="seq-mean-token-mean",
+        clip_low=0.2,
+        clip_high=0.2,
+        level="token",
+        paper="DeepSeekMath, arXiv 2402.03300",
+        formula=f"{_PPO};  L = (1/B') sum_i (1/|y_i|) sum_t l_it",
+        weight="A_i / (B'·|y_i|)",
+        weight_fn=lambda A, B, n, T, Lm: A / (B * n),
+        note="Long responses get less weight per token: long wrong answers are punished less, short right answers "
+        "rewarded more.",
         extra_hparams=("dual_clip",),
     ),
     LossSpec(
-        "bnpo", terms.ppo_clip_term, "token-mean", 0.2, 0.2, "token",
-        "TRL's name (batch-normalised policy optimisation)",
-        f"{_PPO};  L = (1/T_local) sum_i sum_t l_it  (tokens of this micro-batch only)",
-        "A_i / T_local", lambda A, B, n, T, Lm: A / T,
-        "Equals dapo on one process without accumulation; under accumulation each micro-batch is normalised by "
-        "its own token count.", global_norm=False, extra_hparams=("dual_clip",),
+        name="dr_grpo",
+        term=terms.ppo_clip_term,
+        agg_mode="seq-mean-token-sum-norm",
+        clip_low=0.2,
+        clip_high=0.2,
+        level="token",
+        paper="Dr. GRPO (Understanding R1-Zero-Like Training), arXiv 2503.20783",
+        formula=f"{_PPO};  L = (1/(B'·L_max)) sum_i sum_t l_it",
+        weight="A_i / (B'·L_max)",
+        weight_fn=lambda A, B, n, T, Lm: A / (B * Lm),
+        note="No length bias; L_max must be a constant (the maximum number of new tokens), not the padded length "
+        "of the batch.",
+        requires=("max_len",),
+        extra_hparams=("dual_clip",),
     ),
     LossSpec(
-        "gspo", terms.gspo_seq_term, "seq-mean-token-mean", 3e-4, 4e-4, "sequence",
-        "GSPO, arXiv 2507.18071",
-        f"{_GSPO};  L = (1/B') sum_i l_i",
-        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
-        "The sequence ratio is a per-token geometric mean, so a token of a long response moves s_i less: the "
+        name="dapo",
+        term=terms.ppo_clip_term,
+        agg_mode="token-mean",
+        clip_low=0.2,
+        clip_high=0.28,
+        level="token",
+        paper="DAPO, arXiv 2503.14476",
+        formula=f"{_PPO};  L = (1/T_tot) sum_i sum_t l_it  (token-mean over the whole batch)",
+        weight="A_i / T_tot",
+        weight_fn=lambda A, B, n, T, Lm: A / T,
+        note="Every token weighs the same within a batch, but the weight depends on the other responses' lengths.",
+        extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        name="bnpo",
+        term=terms.ppo_clip_term,
+        agg_mode="token-mean",
+        clip_low=0.2,
+        clip_high=0.2,
+        level="token",
+        paper="TRL's name (batch-normalised policy optimisation)",
+        formula=f"{_PPO};  L = (1/T_local) sum_i sum_t l_it  (tokens of this micro-batch only)",
+        weight="A_i / T_local",
+        weight_fn=lambda A, B, n, T, Lm: A / T,
+        note="Equals dapo on one process without accumulation; under accumulation each micro-batch is normalised by "
+        "its own token count.",
+        global_norm=False,
+        extra_hparams=("dual_clip",),
+    ),
+    LossSpec(
+        name="gspo",
+        term=terms.gspo_seq_term,
+        agg_mode="seq-mean-token-mean",
+        clip_low=3e-4,
+        clip_high=4e-4,
+        level="sequence",
+        paper="GSPO, arXiv 2507.18071",
+        formula=f"{_GSPO};  L = (1/B') sum_i l_i",
+        weight="A_i / (B'·|y_i|)",
+        weight_fn=lambda A, B, n, T, Lm: A / (B * n),
+        note="The sequence ratio is a per-token geometric mean, so a token of a long response moves s_i less: the "
         "GRPO length bias, at sequence level. Peer bug to avoid: aggregating GSPO by token-mean reweights by "
         "length.",
     ),
     LossSpec(
-        "gspo_token", terms.gspo_token_term, "seq-mean-token-mean", 3e-4, 4e-4, "token",
-        "GSPO (GSPO-token variant), arXiv 2507.18071",
-        "s_it = sg[s_i]·pi(y_it)/sg[pi(y_it)];  l_it = -min(s_it A_it, clip(s_it) A_it);  "
+        name="gspo_token",
+        term=terms.gspo_token_term,
+        agg_mode="seq-mean-token-mean",
+        clip_low=3e-4,
+        clip_high=4e-4,
+        level="token",
+        paper="GSPO (GSPO-token variant), arXiv 2507.18071",
+        formula="s_it = sg[s_i]·pi(y_it)/sg[pi(y_it)];  l_it = -min(s_it A_it, clip(s_it) A_it);  "
         "L = (1/B') sum_i (1/|y_i|) sum_t l_it",
-        "A_i / (B'·|y_i|)", lambda A, B, n, T, Lm: A / (B * n),
-        "Same value and gradient as gspo for sequence advantages; allows per-token advantages A_it.",
+        weight="A_i / (B'·|y_i|)",
+        weight_fn=lambda A, B, n, T, Lm: A / (B * n),
+        note="Same value and gradient as gspo for sequence advantages; allows per-token advantages A_it.",
     ),
     LossSpec(
-        "luspo", terms.gspo_seq_term, "seq-mean-token-sum", 2e-3, 2.5e-3, "sequence",
-        "LUSPO, arXiv 2602.05261",
-        f"{_GSPO};  L = (1/B') sum_i |y_i|·l_i",
-        "A_i / B'", lambda A, B, n, T, Lm: A / B,
-        "Scaling each sequence's GSPO term by its length gives every token of every response the same weight. "
+        name="luspo",
+        term=terms.gspo_seq_term,
+        agg_mode="seq-mean-token-sum",
+        clip_low=2e-3,
+        clip_high=2.5e-3,
+        level="sequence",
+        paper="LUSPO, arXiv 2602.05261",
+        formula=f"{_GSPO};  L = (1/B') sum_i |y_i|·l_i",
+        weight="A_i / B'",
+        weight_fn=lambda A, B, n, T, Lm: A / B,
+        note="Scaling each sequence's GSPO term by its length gives every token of every response the same weight. "
         "Peer bug to avoid: dividing by |y_i| once more (length squared over T).",
     ),
     LossSpec(
-        "cispo", terms.cispo_term, "token-mean", 1.0, 4.0, "token",
-        "MiniMax-M1, arXiv 2506.13585",
-        "l_it = -sg[clip(r_it, 1-e_lo, 1+e_hi)]·A_i·log pi(y_it|.);  L = (1/T_tot) sum_i sum_t l_it",
-        "A_i / T_tot", lambda A, B, n, T, Lm: A / T,
-        "Defaults e_lo = 1 (no lower clip, r > 0) and e_hi = 4 (weight at most 5, the eps_max of ScaleRL and "
+        name="cispo",
+        term=terms.cispo_term,
+        agg_mode="token-mean",
+        clip_low=1.0,
+        clip_high=4.0,
+        level="token",
+        paper="MiniMax-M1, arXiv 2506.13585",
+        formula="l_it = -sg[clip(r_it, 1-e_lo, 1+e_hi)]·A_i·log pi(y_it|.);  L = (1/T_tot) sum_i sum_t l_it",
+        weight="A_i / T_tot",
+        weight_fn=lambda A, B, n, T, Lm: A / T,
+        note="Defaults e_lo = 1 (no lower clip, r > 0) and e_hi = 4 (weight at most 5, the eps_max of ScaleRL and "
         "TRL's recommendation).",
     ),
     LossSpec(
-        name="sapo", term=terms.sapo_term, agg_mode="seq-mean-token-mean", clip_low=0.0, clip_high=0.0,
-        level="token", paper="SAPO (Soft Adaptive Policy Optimization), arXiv 2511.20347",
+        name="sapo",
+        term=terms.sapo_term,
+        agg_mode="seq-mean-token-mean",
+        clip_low=0.0,
+        clip_high=0.0,
+        level="token",
+        paper="SAPO (Soft Adaptive Policy Optimization), arXiv 2511.20347",
         formula="l_it = -(4/tau)·sigmoid(tau·(r_it - 1))·A_i,  tau = tau_pos (A > 0) or tau_neg;  "
                 "L = (1/B') sum_i (1/|y_i|) sum_t l_it",
-        weight="A_i / (B'·|y_i|)", weight_fn=lambda A, B, n, T, Lm: A / (B * n),
+        weight="A_i / (B'·|y_i|)",
+        weight_fn=lambda A, B, n, T, Lm: A / (B * n),
         note="A smooth, temperature-controlled gate replaces the hard clip: the gradient at ratio 1 is GRPO's, "
              "and it fades smoothly off-policy instead of vanishing past 1 ± eps. Defaults tau_pos = 1.0, "
              "tau_neg = 1.05 (the paper's choice tau_neg > tau_pos: negative updates are damped faster). "
@@ -118,15 +179,22 @@ for spec in [
         extra_hparams=("tau_pos", "tau_neg"),
     ),
     LossSpec(
-        name="vespo", term=terms.vespo_term, agg_mode="token-mean", clip_low=0.0, clip_high=0.0,
-        level="sequence", paper="VESPO, arXiv 2602.10693",
+        name="vespo",
+        term=terms.vespo_term,
+        agg_mode="token-mean",
+        clip_low=0.0,
+        clip_high=0.0,
+        level="sequence",
+        paper="VESPO, arXiv 2602.10693",
         formula="W_i = prod_t r_it;  phi(W) = W^k·exp(lambda·(1 - W));  l_it = -sg[phi(W_i)]·A_i·log pi(y_it);  "
                 "L = (1/T_tot) sum_i sum_t l_it",
-        weight="A_i / T_tot", weight_fn=lambda A, B, n, T, Lm: A / T,
+        weight="A_i / T_tot",
+        weight_fn=lambda A, B, n, T, Lm: A / T,
         note="Reshapes the sequence-level importance weight (a product, no length normalisation) by a "
              "gamma-shaped kernel with phi(1) = 1. Defaults k_pos = 2, lambda_pos = 3 (A >= 0) and k_neg = 3, "
              "lambda_neg = 2 (A < 0), those of TRL 1.16; aggregated by token-mean over the batch, as TRL.",
-        extra_hparams=("k_pos", "lambda_pos", "k_neg", "lambda_neg"), rollout_is_in_term=True,
+        extra_hparams=("k_pos", "lambda_pos", "k_neg", "lambda_neg"),
+        rollout_is_in_term=True,
     ),
 ]:
     LOSSES.register(spec.name, spec)

@@ -8,8 +8,9 @@
   canvas (``max_new_tokens`` positions whatever the batch's longest response), with the entropy of each scored
   position. At the sampling temperature it reproduces the rollout's log-probs, so with one update per batch
   (epochs = mini_batches = 1) the importance ratio is exactly 1 and GRPO is REINFORCE with group z-scores.
-- ``model = "organism"``: the task's diffusion organism (`lengthrl.dllm.organism`), cached by task, task
-  arguments and ``max_new_tokens``; otherwise a local masked-LM directory (`load_diffusion_model`: our organism,
+- ``model = "organism"``: the task's diffusion organism (`lengthrl.dllm.organism`): the shipped build for the
+  key of `configs/justgrpo_organism.toml`, otherwise built and cached by task, task arguments and
+  ``max_new_tokens``; otherwise a local masked-LM directory (`load_diffusion_model`: our organism,
   a checkpoint of a run, or e.g. LLaDA with ``lengthrl_dllm.json`` giving ``mask_token_id``).
 """
 
@@ -22,21 +23,29 @@ import torch
 
 from lengthrl.dllm.logprobs import ar_logprobs
 from lengthrl.dllm.model import load_diffusion_model
-from lengthrl.dllm.organism import OrganismRecipe, cached_organism_dir, task_organism
+from lengthrl.dllm.organism import OrganismRecipe, cached_organism_dir, shipped_organism, task_organism
 from lengthrl.dllm.rollout import generate_ar
 from lengthrl.errors import ConfigError, DataError
 from lengthrl.rollout import RolloutBatch, SamplingParams, left_pad
 
 
 def resolve(cfg) -> Path:
-    """The model directory of `cfg`: the task's cached diffusion organism for ``model = "organism"``."""
+    """The model directory of `cfg`: for ``model = "organism"`` the shipped diffusion organism when `cfg` has its
+    key, else the task's organism built on this CPU and cached."""
     if cfg.model != "organism":
         return Path(cfg.model)
     from lengthrl.tasks import get_task
 
     recipe = OrganismRecipe(seed=cfg.seed)
+    shipped = shipped_organism(cfg.task, cfg.task_args, cfg.max_new_tokens, recipe)
+    if shipped is not None:
+        return shipped
     out = cached_organism_dir(cfg.task, cfg.task_args, cfg.max_new_tokens, recipe)
     from lengthrl.models.loading import quiet_progress
+    from lengthrl.models.organism import CPU_NOTE
+
+    if not (out / "config.json").is_file():
+        print(f"diffusion organism: building {out.name} on this CPU; {CPU_NOTE}")
 
     try:
         with quiet_progress():

@@ -1,4 +1,4 @@
-"""`lengthrl organism`: build (or reuse) the model organism and print where it is and how good it is."""
+"""`lengthrl organism`: the model organism (the shipped build, or one built on this CPU and cached) and how good it is."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from lengthrl.commands import command
 
 @command(
     "organism",
-    help="build (or reuse from the cache) the tiny model organism: SFT from scratch on the procedural tasks",
+    help="the tiny model organism: the shipped build, or (--rebuild, other settings) SFT from scratch on this CPU",
     examples=[
         "lengthrl organism",
+        "lengthrl organism --rebuild --threads 1",
         "lengthrl organism --out runs/organism --steps 1200 --seed 1",
         "lengthrl organism --tasks arith_chain --minutes 3 --force",
         "lengthrl organism --out runs/organism-ab --knob count_letters.min_len=8 --knob count_letters.max_len=14 "
@@ -29,9 +30,11 @@ def run(args):
     if args.knob:
         overrides["task_knobs"] = parse_knobs(args.knob)
     out = build_organism(out_dir=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes,
-                         force=args.force, cache_dir=args.cache_dir, **overrides)
+                         force=args.force, cache_dir=args.cache_dir, rebuild=args.rebuild, threads=args.threads,
+                         **overrides)
     info = read_organism_info(out) or {}
-    summary = {k: info.get(k) for k in ("params", "sft_steps", "sft_seconds", "eval_greedy", "eval_sampled_t1")}
+    summary = {k: info.get(k) for k in ("hash", "params", "sft_steps", "sft_seconds", "build", "eval_greedy",
+                                         "eval_sampled_t1")}
     print(json.dumps({"model_dir": str(out), **summary}, indent=2))
     return 0
 
@@ -49,3 +52,7 @@ def _args(p):
                    help="task difficulty knob for the SFT data (repeatable), e.g. count_letters.max_len=14, "
                         "count_letters.alphabet=ab, count_letters.style_weights=1,2,2")
     p.add_argument("--force", action="store_true", help="rebuild even if the directory already holds an organism")
+    p.add_argument("--rebuild", action="store_true",
+                   help="build on this CPU even for the default config (which otherwise returns the shipped build); "
+                        "the result can differ across CPUs and thread counts")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the build (recorded)")

@@ -3,7 +3,14 @@
 Its supervised data mixes three solution styles per task (concise, step-by-step, verbose with self-checks), so
 the warmed-up model answers with lengths that RL can move both ways, and its held-out accuracy leaves room to
 improve. The result is an ordinary local model directory (safetensors + tokenizer files + `organism.json`),
-cached under a hash of its config and loaded like any user model with `load_policy`.
+loaded like any user model with `load_policy`.
+
+The default organism ships inside the package (`lengthrl/shipped/organism`, built once with ``threads = 1``;
+`organism.json` records its config hash, the sha256 of every file, how it was built and its held-out greedy
+accuracy), so every machine starts from the same weights: a build depends on the CPU's floating-point paths and
+thread count. `build_organism()` with the default config returns the shipped directory without building;
+``rebuild=True`` (`lengthrl organism --rebuild`) or any non-default setting builds on this CPU and caches the
+result under a hash of its config.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import hashlib
 import inspect
 import json
 import os
+import platform
+import sys
 import shutil
 import tempfile
 import time
@@ -30,6 +39,10 @@ from lengthrl.tasks.procedural import PROCEDURAL_TASKS, make_procedural_task
 
 ORGANISM_VERSION = 1  # bump when the recipe changes in a way the config does not capture
 MARKER = "organism.json"
+SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "shipped"
+SHIPPED_ORGANISM = SHIPPED_ROOT / "organism"
+CPU_NOTE = ("a build depends on the CPU's floating-point paths and thread count: its weights, and the figures of "
+            "runs from it, can differ from the shipped organism and from a build on another CPU")
 
 
 @dataclass
@@ -181,6 +194,41 @@ def evaluate_accuracy(model, tokenizer, samples_by_task: dict, temperature: floa
     return out
 
 
+def file_hashes(model_dir: str | Path) -> dict[str, str]:
+    """sha256 of every file of a model directory but `organism.json` (which records them), by file name."""
+    d = Path(model_dir)
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.iterdir()) if p.is_file() and p.name != MARKER}
+
+
+def build_environment() -> dict:
+    """What a build's floating-point results depend on, as far as it can be read: torch, threads, CPU."""
+    return {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "python": sys.version.split()[0], "machine": platform.machine(),
+            "processor": platform.processor() or None, "system": platform.system()}
+
+
+def verify_files(model_dir: str | Path, info: dict) -> None:
+    """ConfigError unless the directory's files are exactly those `info["files"]` records (by sha256)."""
+    want, have = info.get("files"), file_hashes(model_dir)
+    if want != have:
+        bad = sorted(k for k in set(want or {}) | set(have) if (want or {}).get(k) != have.get(k))
+        raise ConfigError(f"organism {str(model_dir)!r}: files {bad} do not match the sha256 recorded in its "
+                          f"{MARKER}; reinstall the package, or build one on this CPU with `lengthrl organism "
+                          f"--rebuild` and pass its directory as model")
+
+
+def shipped_organism(cfg: OrganismConfig | None = None) -> Path | None:
+    """The shipped organism directory when it was built from `cfg` (default: the default config), else None.
+    Its files are checked against the sha256 in its `organism.json` (ConfigError when they differ)."""
+    cfg = cfg or OrganismConfig()
+    info = read_organism_info(SHIPPED_ORGANISM)
+    if info is None or info.get("hash") != cfg.hash():
+        return None
+    verify_files(SHIPPED_ORGANISM, info)
+    return SHIPPED_ORGANISM
+
+
 def _train_into(tmp: Path, cfg: OrganismConfig, minutes: float | None, log: Callable[[str], None]) -> dict:
     tok = build_char_tokenizer()
     model = make_model(cfg.model, tok, seed=cfg.seed)
@@ -220,9 +268,14 @@ def _train_into(tmp: Path, cfg: OrganismConfig, minutes: float | None, log: Call
         # floats are summed in an order that depends on these: two builds of one config match only with both
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "build": build_environment(),
+        "built_by": f"build_organism({cfg.hash()!r} config, threads={torch.get_num_threads()})",
+        # the held-out prompts of both evaluations: task.samples("test", n_eval, seed) of each task
+        "eval_prompts": {"split": "test", "n": cfg.n_eval, "seed": cfg.seed, "max_new_tokens": cfg.eval_max_new_tokens},
         "eval_greedy": greedy,
         "eval_sampled_t1": sampled,
     }
+    info["files"] = file_hashes(tmp)
     (tmp / MARKER).write_text(json.dumps(info, indent=2))
     return info
 
@@ -241,12 +294,17 @@ def build_organism(
     force: bool = False,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    rebuild: bool = False,
+    threads: int | None = None,
     **overrides,
 ) -> Path:
-    """Build (or reuse) the model organism and return its directory.
+    """The model organism's directory: the shipped one, else built (or reused from the cache).
 
-    With no `out_dir` the organism lives in the cache, `<cache_dir>/organism-<hash of config>`; an existing
-    complete directory for the same config is reused. The directory is written to a temporary sibling and
+    With the default config, no `out_dir`, and neither `rebuild` nor `force`, this is the shipped organism
+    (`SHIPPED_ORGANISM`, nothing is built). Otherwise the organism is built on this CPU (the log says the result
+    can differ across CPUs); with no `out_dir` it lives in the cache, `<cache_dir>/organism-<hash of config>`,
+    and an existing complete directory for the same config is reused (`rebuild` builds it anew). `threads`
+    sets torch's CPU threads for the build (recorded in `organism.json`; default: leave torch's). The directory is written to a temporary sibling and
     renamed into place when complete, so an interrupted build leaves nothing half-written. `minutes` caps the
     SFT wall time (the step count may then be cut short; the config hash does not change). `overrides` are
     fields of `OrganismConfig` (tasks, task_knobs, model, n_train, batch_size, lr, ...).
@@ -256,8 +314,16 @@ def build_organism(
     cfg = make_config(seed=seed, **overrides)
     if minutes is not None and not minutes > 0:
         raise ConfigError(f"organism minutes must be > 0, got {minutes!r}")
-    out = Path(out_dir).expanduser() if out_dir is not None else organism_dir(cfg, cache_dir)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"organism threads must be an integer >= 1, got {threads!r}")
     log = log or (lambda msg: None)
+    if out_dir is None and not (rebuild or force):
+        shipped = shipped_organism(cfg)
+        if shipped is not None:
+            log(f"organism: the shipped build {shipped}")
+            return shipped
+    force = force or rebuild
+    out = Path(out_dir).expanduser() if out_dir is not None else organism_dir(cfg, cache_dir)
     if out.exists():
         info = read_organism_info(out)
         if info is not None and info.get("hash") == cfg.hash() and not force:
@@ -267,9 +333,14 @@ def build_organism(
             what = "an organism of another config" if info is not None else "something that is not an organism"
             raise ConfigError(f"organism out_dir {str(out)!r} already holds {what}; pass force=True (--force) "
                               f"to overwrite it or choose another directory")
+    shipped = "" if cfg.hash() != OrganismConfig().hash() else f" (the default config: the shipped build is {SHIPPED_ORGANISM})"
+    log(f"organism: building on this CPU; {CPU_NOTE}{shipped}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    was_threads = torch.get_num_threads()
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
         _train_into(tmp, cfg, minutes, log)
         if out.exists():
             shutil.rmtree(out)
@@ -277,12 +348,14 @@ def build_organism(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        torch.set_num_threads(was_threads)
     log(f"organism: written to {out}")
     return out
 
 
 def resolve_model_dir(name: str) -> Path:
-    """'organism' -> the cached built-in organism (built on first use); otherwise a local directory."""
+    """'organism' -> the organism shipped in the package (built and cached only for non-default knobs); otherwise a local directory."""
     if name == "organism":
         return Path(build_organism())
     return Path(name)

@@ -150,8 +150,7 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
     return summary
 
 
-@command("demo", "the main job: organism -> GSPO, LUSPO, DLER from one SFT checkpoint -> eval, report, audit",
-         examples=["lengthrl demo --out runs/demo", "lengthrl demo --out runs/quick --steps 5 --eval-prompts 50"])
+@command("demo", examples=["lengthrl demo --out runs/demo", "lengthrl demo --out runs/quick --steps 5 --eval-prompts 50"])
 def run_demo_cmd(args) -> int:
     seeds = tuple(int(x) for x in str(args.seeds).split(",") if x.strip())
     run_demo(Path(args.out), args.steps, args.eval_prompts, seeds, args.model,

@@ -148,8 +148,7 @@ def objectives_markdown() -> str:
 PAGES = {"objectives.md": objectives_markdown}
 
 
-@command("docs", "regenerate the registry-driven pages of docs/",
-         examples=["lengthrl docs --out docs"])
+@command("docs", examples=["lengthrl docs --out docs"])
 def run_docs(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

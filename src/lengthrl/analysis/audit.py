@@ -139,7 +139,6 @@ def _ints(s: str) -> tuple[int, ...]:
 
 @command(
     "audit",
-    "length-bias audit: per-token gradient weight of every loss for short/long, +/- responses",
     examples=[
         "lengthrl audit --out runs/audit",
         "lengthrl audit --losses grpo,gspo,luspo --lengths 16,256 --max-len 512",

@@ -14,6 +14,8 @@ from lengthrl.commands import command
 from lengthrl.errors import ConfigError
 from lengthrl.eval.metrics import aes
 
+AES_BOOTSTRAP = 1000  # resamples of the prompts for the AES interval
+
 TABLE_KEYS = ["n_prompts", "n_records", "acc", "len/mean", "len/median", "len/p90", "len/correct_mean",
               "len/wrong_mean", "trunc_rate", "acc_per_1k_tokens"]
 
@@ -40,6 +42,9 @@ def compare_runs(runs: list[Run], eval_name: str | None = None, ties: str = "hal
     base = evals[0].metrics
     table["aes_vs_first"] = [aes(e.metrics["acc"], e.metrics["len/mean"], base["acc"], base["len/mean"])
                              if base.get("acc") and base.get("len/mean") else None for e in evals]
+    cis = [aes_interval(e.records, evals[0].records) if i else (None, None) for i, e in enumerate(evals)]
+    table["aes_ci95_lo"], table["aes_ci95_hi"] = [c[0] for c in cis], [c[1] for c in cis]
+    warnings = prompt_set_warnings(names, evals)
     for key in ("reward/mean", "acc", "len/mean", "entropy"):
         vals = [r.metrics[-1].get(key) if r.metrics else None for r in runs]
         if any(v is not None for v in vals):
@@ -50,7 +55,60 @@ def compare_runs(runs: list[Run], eval_name: str | None = None, ties: str = "hal
         lc.append({"run": name, "baseline": names[0], "raw_win_rate": fit.raw_win_rate,
                    "lc_win_rate": fit.lc_win_rate, "theta": fit.theta, "phi": fit.phi, "psi": fit.psi,
                    "dlen_std": fit.dlen_std, "n_pairs": fit.n_pairs, "converged": fit.converged})
-    return {"runs": names, "table": table, "lc": lc}
+    return {"runs": names, "table": table, "lc": lc, "warnings": warnings}
+
+
+def prompt_set_warnings(names: list[str], evals: list) -> list[str]:
+    """One line per eval whose task or set of prompt ids differs from the first's: its accuracy, lengths, AES
+    and win rates are then not like for like (the win rate pairs only the shared prompts)."""
+    out = []
+    base_ids = {r.prompt_id for r in evals[0].records}
+    for name, e in zip(names[1:], evals[1:]):
+        ids = {r.prompt_id for r in e.records}
+        if e.task != evals[0].task:
+            out.append(f"{name} was evaluated on task {e.task!r}, {names[0]} on {evals[0].task!r}")
+        if ids != base_ids:
+            out.append(f"{name} and {names[0]} were evaluated on different prompt sets ({len(ids & base_ids)} "
+                       f"shared, {len(ids - base_ids)} only in {name}, {len(base_ids - ids)} only in {names[0]}); "
+                       "evaluate both with the same --task/--data, --prompts and --seed to compare like for like")
+    return out
+
+
+def aes_interval(records, base_records, n_boot: int = AES_BOOTSTRAP, seed: int = 0,
+                 level: float = 0.95) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of AES(records vs base_records) over prompts: the prompts (with all their
+    samples) are resampled with replacement, paired (the same prompts for both) when the two evals share their
+    prompt set, else each eval on its own. (None, None) when fewer than half the resamples give a defined AES
+    (a baseline accuracy of 0)."""
+    import numpy as np  # noqa: PLC0415
+
+    def by_prompt(recs):
+        groups: dict[str, list] = {}
+        for r in recs:
+            groups.setdefault(r.prompt_id, []).append(r)
+        ids = sorted(groups)
+        # per prompt: (number correct, total length, number of samples)
+        return ids, np.array([[sum(r.correct for r in groups[i]), sum(r.length for r in groups[i]),
+                               len(groups[i])] for i in ids], dtype=float)
+
+    ids, a = by_prompt(records)
+    base_ids, b = by_prompt(base_records)
+    if not len(a) or not len(b):
+        return None, None
+    rng = np.random.default_rng(seed)
+    paired = ids == base_ids
+    vals = []
+    for _ in range(n_boot):
+        ia = rng.integers(0, len(a), len(a))
+        ib = ia if paired else rng.integers(0, len(b), len(b))
+        sa, sb = a[ia].sum(0), b[ib].sum(0)
+        if sb[0] <= 0:
+            continue
+        vals.append(aes(sa[0] / sa[2], sa[1] / sa[2], sb[0] / sb[2], sb[1] / sb[2]))
+    if len(vals) < n_boot / 2:
+        return None, None
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def _fmt(v: Any) -> str:
@@ -70,6 +128,8 @@ def print_comparison(res: dict[str, Any]) -> None:
         t.add_row(k, *[_fmt(v) for v in vals])
     con = Console()
     con.print(t)
+    for w in res.get("warnings", []):
+        con.print(f"[yellow]warning: {w}")
     if res["lc"]:
         w = Table(title=f"win rate vs {res['runs'][0]} (per-prompt response pairs)")
         for col in ("run", "raw", "length-controlled", "phi (length)", "pairs"):
@@ -79,8 +139,7 @@ def print_comparison(res: dict[str, Any]) -> None:
         con.print(w)
 
 
-@command("compare", help="Compare runs side by side, with a length-controlled win rate against the first run.",
-         examples=["lengthrl compare runs/gspo runs/luspo --out runs/compare",
+@command("compare", examples=["lengthrl compare runs/gspo runs/luspo --out runs/compare",
                    "lengthrl compare runs/a/eval.json runs/b/eval.json --ties drop"])
 def run(args: argparse.Namespace) -> int:
     """Run the `compare` subcommand."""

@@ -216,8 +216,7 @@ def build_report(runs: list[Run], out_dir: str | Path, title: str = "lengthrl re
     return html_path, md_path
 
 
-@command("report", help="Write an HTML report (self-contained) and a markdown summary of one or more runs.",
-         examples=["lengthrl report runs/demo", "lengthrl report runs/gspo runs/luspo --out runs/report"])
+@command("report", examples=["lengthrl report runs/demo", "lengthrl report runs/gspo runs/luspo --out runs/report"])
 def run(args: argparse.Namespace) -> int:
     """Run the `report` subcommand."""
     runs = [load_run(p) for p in args.runs]

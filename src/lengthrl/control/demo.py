@@ -191,8 +191,7 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
     return summary
 
 
-@command("demo-budget", "Lagrangian length controller vs DLER, L1, Kimi at one budget: table, plots, curves",
-         examples=["lengthrl demo-budget --out runs/demo-budget",
+@command("demo-budget", examples=["lengthrl demo-budget --out runs/demo-budget",
                    "lengthrl demo-budget --model runs/sft/final --budget 32 --steps 10 --eval-prompts 50"])
 def run_budget_demo_cmd(args) -> int:
     """Run `lengthrl demo-budget`."""

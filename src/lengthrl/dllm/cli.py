@@ -93,8 +93,7 @@ ACTIONS.register("demo", (_demo_args, _demo, "JustGRPO of the diffusion organism
                           "accuracy (AR and parallel decoding) and pass@k (AR vs confidence order) before/after"))
 
 
-@command("dllm", help="diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis",
-         examples=["lengthrl dllm demo --out runs/demo-dllm",
+@command("dllm", examples=["lengthrl dllm demo --out runs/demo-dllm",
                    "lengthrl dllm demo --set steps=20 --set lr=1e-4 --test-prompts 50",
                    "lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
                    "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9"])

@@ -81,8 +81,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     Console().print(table)
 
 
-@command("eval", help="Evaluate a model: accuracy, pass@k, length split by correctness, truncation, AES.",
-         examples=["lengthrl eval --model runs/luspo/final --task arith_chain --samples 16 --k 1,4,16 --out runs/luspo/eval16.json",
+@command("eval", examples=["lengthrl eval --model runs/luspo/final --task arith_chain --samples 16 --k 1,4,16 --out runs/luspo/eval16.json",
                    "lengthrl eval --model runs/luspo/final --data test.jsonl --baseline runs/base/eval.json",
                    "lengthrl eval --model runs/a/final runs/b/final --task arith_chain --prompts 100 --temperature 0 "
                    "--budgets 8,16,32,64 --out runs/budgets.json"])

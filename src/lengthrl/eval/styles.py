@@ -119,9 +119,7 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-@command("styles", help="accuracy, mean length and share per solution style (concise/steps/verbose/other) "
-         "of procedural-task eval files",
-         examples=["lengthrl styles runs/luspo/eval.json",
+@command("styles", examples=["lengthrl styles runs/luspo/eval.json",
                    "lengthrl styles runs/gspo/eval.json runs/luspo/eval.json --task count_letters --json",
                    "lengthrl styles runs/gspo/eval.json runs/gspo-seed1/eval.json --pool"])
 def run(args) -> int:

@@ -9,7 +9,6 @@ from lengthrl.commands import command
 
 @command(
     "organism",
-    help="the tiny model organism: the shipped build, or (--rebuild, other settings) SFT from scratch on this CPU",
     examples=[
         "lengthrl organism",
         "lengthrl organism --rebuild --threads 1",

@@ -7,8 +7,7 @@ from lengthrl.commands import command
 from lengthrl.objectives import LOSSES
 
 
-@command("losses", "list the registered policy losses with formula, defaults and length weighting",
-         examples=["lengthrl losses", "lengthrl losses --name luspo"])
+@command("losses", examples=["lengthrl losses", "lengthrl losses --name luspo"])
 def run_losses(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -29,8 +28,7 @@ def _(p):
     p.add_argument("--name", default=None, help="show one loss only")
 
 
-@command("advantages", "list the registered advantage estimators",
-         examples=["lengthrl advantages"])
+@command("advantages", examples=["lengthrl advantages"])
 def run_advantages(args) -> int:
     from rich.console import Console
     from rich.table import Table

@@ -16,7 +16,6 @@ def _hp(spec) -> str:
 
 @command(
     "rewards",
-    help="list the length-aware rewards (formula, paper, hyperparameters) or evaluate one",
     examples=[
         "lengthrl rewards",
         "lengthrl rewards --name dler",

@@ -20,7 +20,6 @@ def parse_task_args(items: list[str] | None, flag: str = "--arg") -> dict:
 
 @command(
     "tasks",
-    "list tasks, prompt templates and answer rules; preview a task or check a data file",
     examples=[
         "lengthrl tasks",
         "lengthrl tasks --show reasoning_gym:leg_counting --n 2",

@@ -11,8 +11,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.train.config import build_config, describe, to_dict
 
 
-@command("train", "train a policy with any loss and length reward; metrics, samples and checkpoints in --out",
-         examples=[
+@command("train", examples=[
              "lengthrl train --config configs/luspo.toml --out runs/luspo",
              "lengthrl train --config configs/dler.toml --set steps=20 --set lr=1e-4 --out runs/dler",
              "lengthrl train --config configs/gspo.toml --out runs/gspo --resume",
@@ -97,8 +96,7 @@ def _guard_existing_run(out: Path, resume: bool, overwrite: bool) -> None:
             (out / f).unlink(missing_ok=True)
 
 
-@command("config", "show every training config key with type, default and doc, or a resolved config",
-         examples=["lengthrl config show", "lengthrl config show --config configs/luspo.toml --set steps=5"])
+@command("config", examples=["lengthrl config show", "lengthrl config show --config configs/luspo.toml --set steps=5"])
 def run_config(args) -> int:
     from rich.console import Console
     from rich.table import Table

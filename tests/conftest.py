@@ -23,7 +23,10 @@ def _devices():
     return out
 
 
-@pytest.fixture(params=_devices())
+@pytest.fixture(scope="session", params=_devices())
 def device(request) -> str:
-    """The device a test runs its step, rollout or loss on: 'cpu' (CI), and 'cuda' where CUDA exists."""
+    """The device a test runs its step, rollout or loss on: 'cpu' (CI), and 'cuda' where CUDA exists.
+
+    Without CUDA there is one parameter, so a test taking it runs once, as before (no extra CPU cost).
+    Session-scoped so hypothesis tests can take it (a plain string, nothing to reset between examples)."""
     return request.param

@@ -20,6 +20,16 @@ TIMING = {"time_s", "step_time_s", "rollout_time_s", "tokens_per_s"}
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
+def on_device(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """`model` on `device` for a device-parametrised test: the model itself on the CPU (no copy, no cost), a
+    copy on any other device (module-scoped fixtures share their model between tests)."""
+    if torch.device(device).type == "cpu":
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(device)
+
+
 def reference_run(settings: dict, out) -> None:
     """The same run, never killed, in this process (the settings' one thread, as the subprocesses; the
     process's thread count is restored afterwards)."""

@@ -24,17 +24,19 @@ def naive(h, head, index, temperature):
 @given(B=st.integers(1, 4), T=st.integers(1, 7), V=st.integers(2, 50), H=st.integers(1, 9),
        chunk=st.integers(1, 40), temperature=st.sampled_from([1.0, 0.6, 1.7]), bias=st.booleans(),
        seed=st.integers(0, 999))
-def test_values_and_gradients_equal_full_logits(B, T, V, H, chunk, temperature, bias, seed):
+def test_values_and_gradients_equal_full_logits(device, B, T, V, H, chunk, temperature, bias, seed):
     g = torch.Generator().manual_seed(seed)
     head = torch.nn.Linear(H, V, bias=bias)
     with torch.no_grad():
         head.weight.copy_(torch.randn(V, H, generator=g))
         if bias:
             head.bias.copy_(torch.randn(V, generator=g))
-    h = torch.randn(B, T, H, generator=g, requires_grad=True)
-    index = torch.randint(0, V, (B, T), generator=g)
+    head.to(device)
+    h = torch.randn(B, T, H, generator=g).to(device).requires_grad_()
+    index = torch.randint(0, V, (B, T), generator=g).to(device)
     w_out = torch.randn(B, T, generator=g)  # an arbitrary upstream gradient (masked rows: zeros)
     w_out[torch.rand(B, T, generator=g) < 0.3] = 0
+    w_out = w_out.to(device)
     logp, ent = chunked_head_logprobs(h, head, index, temperature, chunk)
     (logp * w_out).sum().backward()
     got = (h.grad.clone(), head.weight.grad.clone(), head.bias.grad.clone() if bias else None)
@@ -87,12 +89,12 @@ def _batch(V, seed=0):
 
 @pytest.mark.parametrize("shared_prefix", [False, True])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_compute_logprobs_chunked_equals_full(micro_dir, shared_prefix, temperature):
+def test_compute_logprobs_chunked_equals_full(micro_dir, shared_prefix, temperature, device):
     from lengthrl.models import load_policy
 
-    model, _ = load_policy(micro_dir)
+    model, _ = load_policy(micro_dir, device=device)
     model.train()
-    pid, pm, rid, rm, w = _batch(model.config.vocab_size)
+    pid, pm, rid, rm, w = (t.to(device) for t in _batch(model.config.vocab_size))
     runs = []
     for chunk in (-1, 3):
         model.zero_grad(set_to_none=True)

@@ -75,14 +75,14 @@ class OneHotModel(torch.nn.Module):
         return type("O", (), {"logits": self.table[input_ids]})()
 
 
-def test_masked_diffusion_loss_hand_example():
+def test_masked_diffusion_loss_hand_example(device):
     # vocab 3: 0, 1, mask=2. At a masked position logits are [log .5, log .25, log .25] -> p(0)=.5, p(1)=.25
     table = torch.log(torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.5, 0.25, 0.25]]))
-    m = OneHotModel(table)
-    prompt = torch.tensor([[0], [1]])
-    resp = torch.tensor([[0, 1, 1], [1, 0, 0]])
-    masked = torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool)
-    t = torch.tensor([0.5, 0.25])
+    m = OneHotModel(table).to(device)
+    prompt = torch.tensor([[0], [1]], device=device)
+    resp = torch.tensor([[0, 1, 1], [1, 0, 0]], device=device)
+    masked = torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool, device=device)
+    t = torch.tensor([0.5, 0.25], device=device)
     eps = 1e-3
     p = [(1 - eps) * 0.5 + eps, (1 - eps) * 0.25 + eps]
     # row 0: masked tokens 0 and 1 -> -log .5 - log .25; row 1: masked token 0 -> -log .5; each / p_b / |y|=3
@@ -90,11 +90,11 @@ def test_masked_diffusion_loss_hand_example():
     got = masked_diffusion_loss(m, prompt, resp, 2, t=t, masked=masked, eps=eps)
     assert got.item() == pytest.approx(want, rel=1e-6)
     # response_mask shortens |y| of row 1 to 2 and drops its masked token at position 2
-    rm = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    rm = torch.tensor([[1, 1, 1], [1, 1, 0]], device=device)
     got2 = masked_diffusion_loss(m, prompt, resp, 2, t=t, masked=masked, eps=eps, response_mask=rm)
     assert got2.item() == pytest.approx(((-math.log(0.5) - math.log(0.25)) / p[0] / 3) / 2, rel=1e-6)
     with pytest.raises(ConfigError, match="t must be"):
-        masked_diffusion_loss(m, prompt, resp, 2, t=torch.tensor([0.5, float("nan")]))
+        masked_diffusion_loss(m, prompt, resp, 2, t=torch.tensor([0.5, float("nan")], device=device))
 
 
 def test_encode_samples_pads_with_eos_and_rejects_long():

@@ -43,17 +43,20 @@ def cfg_for(model_dir, **kw):
     return build_config(extra=base | kw)
 
 
-def test_rollout_logp_equals_update_logp(micro_dir):
+def test_rollout_logp_equals_update_logp(micro_dir, device):
     """The engine's sampled-token log-probs are what the trainer's log-prob function recomputes (ratio 1)."""
     model, tok = load(micro_dir)
+    model.to(device)
     eng = DiffusionEngine(model, tok, seed=0)
     fn = DiffusionLogprobs(tok.mask_token_id, tok.pad_token_id, gen_length=5)
     prompts = [tok("1+2=")["input_ids"], tok("10+2=")["input_ids"]]  # different lengths: left padding
     for temp in (1.0, 0.7):
         b = eng.generate(prompts, 6, SamplingParams(temperature=temp, max_new_tokens=5, seed=3))
         assert b.response_ids.shape[1] == int(b.lengths.max()) <= 5
-        logp, ent = fn(model, b.prompt_ids, b.prompt_mask, b.response_ids, b.response_mask, temperature=temp,
+        d = b.to(device)
+        logp, ent = fn(model, d.prompt_ids, d.prompt_mask, d.response_ids, d.response_mask, temperature=temp,
                        return_entropy=True)
+        logp, ent = logp.cpu(), ent.cpu()
         assert torch.allclose(logp, b.logp, atol=1e-5), (logp - b.logp).abs().max()
         assert bool((logp <= 0).all()) and bool((ent[b.response_mask == 0] == 0).all())
         assert bool((ent[b.response_mask == 1] > 0).all())
@@ -83,8 +86,8 @@ def test_greedy_engine_is_deterministic_and_top_k_refused(micro_dir):
         eng.generate(p, 1, SamplingParams(top_k=5, max_new_tokens=3))
 
 
-def test_justgrpo_steps_through_trainer(micro_dir, tmp_path):
-    cfg = cfg_for(micro_dir)
+def test_justgrpo_steps_through_trainer(micro_dir, tmp_path, device):
+    cfg = cfg_for(micro_dir, device=device)
     tr = Trainer(cfg, tmp_path, progress=False)
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     rows = tr.run()
@@ -99,7 +102,8 @@ def test_justgrpo_steps_through_trainer(micro_dir, tmp_path):
     assert changed > 0
     # the saved model is a diffusion LM directory again, and evaluates through the same engine
     model, tok = load(tmp_path / "final")
-    assert torch.equal(model.state_dict()["cls.predictions.bias"], tr.model.state_dict()["cls.predictions.bias"])
+    assert torch.equal(model.state_dict()["cls.predictions.bias"],
+                       tr.model.state_dict()["cls.predictions.bias"].cpu())
     res = tr.evaluate()
     assert res.metrics["n_records"] == 3 and json.loads((tmp_path / "eval.json").read_text())["task"] == "dllm_addition"
 

@@ -11,6 +11,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.models import load_policy, save_tiny_random_model
 from lengthrl.rollout import FastEngine, SamplingParams
 from lengthrl.rollout import fast as fast_mod
+from runkit import on_device
 
 PROMPTS = ["left to right: 1+2*3\n", "count a in: abca\n", "sort: 93\n", "x"]
 
@@ -33,8 +34,9 @@ def eos_policy(tmp_path_factory):
 
 @pytest.mark.parametrize("block", [1, 3, 7])
 @pytest.mark.parametrize("frac", [0.0, 0.5])
-def test_any_block_gives_bitwise_the_same_rollouts(eos_policy, block, frac):
+def test_any_block_gives_bitwise_the_same_rollouts(eos_policy, block, frac, device):
     model, tok = eos_policy
+    model = on_device(model, device)
     prompts = [tok(t).input_ids for t in PROMPTS]
     params = SamplingParams(temperature=1.0, max_new_tokens=20, seed=11)
     full = FastEngine(model, tok, compact_frac=frac, cache_block=20).generate(prompts, 4, params)

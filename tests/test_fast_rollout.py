@@ -20,6 +20,7 @@ from lengthrl.rollout import (
     make_engine,
 )
 from lengthrl.rollout.fast import LeanDecoder
+from runkit import on_device
 
 SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
 PROMPTS = ["left to right: 1+2*3\n", "count a in: abca\n", "sort: 93\n", "x"]
@@ -93,25 +94,29 @@ def test_step_logits_match_full_forward(policy):
 @pytest.mark.parametrize("params", [SamplingParams(temperature=0, max_new_tokens=24),
                                     SamplingParams(temperature=1.0, max_new_tokens=24, seed=7),
                                     SamplingParams(temperature=0.7, top_p=0.9, top_k=20, max_new_tokens=24, seed=1)])
-def test_same_rollouts_as_hf(policy, params):
+def test_same_rollouts_as_hf(policy, params, device):
     """Greedy: identical tokens; sampled with the same seed: the same random stream, hence the same tokens."""
     model, tok = policy
+    model = on_device(model, device)
     a = HFEngine(model, tok).generate(encode(tok), 3, params)
     b = FastEngine(model, tok).generate(encode(tok), 3, params)
     assert_same(a, b)
 
 
-def test_logp_equals_compute_logprobs(policy):
+def test_logp_equals_compute_logprobs(policy, device):
     model, tok = policy
+    model = on_device(model, device)
     b = FastEngine(model, tok).generate(encode(tok), 2, SamplingParams(temperature=1.0, max_new_tokens=16, seed=0))
-    lp = compute_logprobs(model, b.prompt_ids, b.prompt_mask, b.response_ids, b.response_mask)
+    d = b.to(device)
+    lp = compute_logprobs(model, d.prompt_ids, d.prompt_mask, d.response_ids, d.response_mask).cpu()
     torch.testing.assert_close(b.logp, lp, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("frac", [0.0, 0.5, 0.9])
-def test_early_eos_and_compaction(eos_policy, frac):
+def test_early_eos_and_compaction(eos_policy, frac, device):
     """Responses end at different lengths; any compaction threshold gives HFEngine's batch."""
     model, tok = eos_policy
+    model = on_device(model, device)
     params = SamplingParams(temperature=1.0, max_new_tokens=20, seed=11)
     a = HFEngine(model, tok).generate(encode(tok), 4, params)
     b = FastEngine(model, tok, compact_frac=frac).generate(encode(tok), 4, params)
@@ -121,9 +126,10 @@ def test_early_eos_and_compaction(eos_policy, frac):
     assert torch.equal(ends[~b.truncated], torch.full_like(ends[~b.truncated], tok.eos_token_id))
 
 
-def test_engine_generator_stream_matches_hf(eos_policy):
+def test_engine_generator_stream_matches_hf(eos_policy, device):
     """Without a per-call seed the engine's own generator continues across calls, as in HFEngine."""
     model, tok = eos_policy
+    model = on_device(model, device)
     params = SamplingParams(temperature=1.0, max_new_tokens=12)
     hf, fe = HFEngine(model, tok, seed=4), FastEngine(model, tok, seed=4)
     for _ in range(2):
@@ -152,9 +158,10 @@ def test_sees_weight_updates(policy):
 @settings(max_examples=8, deadline=None)
 @given(lens=st.lists(st.integers(1, 9), min_size=1, max_size=4), n=st.integers(1, 3), T=st.integers(1, 12),
        seed=st.integers(0, 1000))
-def test_property_matches_hf(eos_policy, lens, n, T, seed):
+def test_property_matches_hf(eos_policy, device, lens, n, T, seed):
     """Any prompt lengths (left padding), group size and budget: FastEngine's batch is HFEngine's."""
     model, tok = eos_policy
+    model = on_device(model, device)
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(3, len(tok), (k,), generator=g).tolist() for k in lens]
     params = SamplingParams(temperature=1.0, max_new_tokens=T, seed=seed)
@@ -214,9 +221,10 @@ def test_shared_prefix_logprobs_match_hf_forward(eos_policy, temperature):
 
 
 @pytest.mark.parametrize("engine", ["fast", "hf"])
-def test_ignore_eos_gives_exactly_max_new_tokens(eos_policy, engine):
+def test_ignore_eos_gives_exactly_max_new_tokens(eos_policy, engine, device):
     """With an EOS-favouring model most responses end early; ignore_eos makes every one exactly T tokens."""
     model, tok = eos_policy
+    model = on_device(model, device)
     T = 12
     eng = make_engine(engine, model, tok, seed=0)
     free = eng.generate(encode(tok), 4, SamplingParams(max_new_tokens=T, seed=1))

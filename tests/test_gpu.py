@@ -38,9 +38,15 @@ def run_cfg(model_dir, **kw):
 # ---- config keys ---------------------------------------------------------------------------------------------
 def test_config_show_lists_the_device_keys():
     keys = {row[0]: row for row in describe()}
-    for k in ("device", "dtype", "attn_implementation"):
+    for k in ("device", "dtype", "attn_implementation", "lora_r"):
         assert k in keys and keys[k][3]
     assert keys["device"][2] == "'auto'" and keys["dtype"][2] == "'auto'" and keys["attn_implementation"][2] == "'sdpa'"
+    # the command itself prints them
+    p = subprocess.run([sys.executable, "-m", "lengthrl", "config", "show"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=SRC, COLUMNS="200"), timeout=120)
+    assert p.returncode == 0, p.stderr
+    for k in ("device", "dtype", "attn_implementation", "lora_r"):
+        assert k in p.stdout, k
 
 
 def test_auto_is_cpu_float32_without_cuda():

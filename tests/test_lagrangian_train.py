@@ -15,10 +15,10 @@ def cfg_for(model_dir, **kw):
     return build_config(extra=base | kw)
 
 
-def test_metrics_and_penalty_each_step(micro_dir, tmp_path):
+def test_metrics_and_penalty_each_step(micro_dir, tmp_path, device):
     """A random model writes ~12 tokens against a budget of 4: the multiplier rises every step by
     lr * (mean length / 4 - 1), exactly as the logged violation says."""
-    tr = train(cfg_for(micro_dir), tmp_path, progress=False, evaluate=False)
+    tr = train(cfg_for(micro_dir, device=device), tmp_path, progress=False, evaluate=False)
     rows = tr.metrics.rows()
     lam = 0.0
     for r in rows:

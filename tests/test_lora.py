@@ -57,8 +57,8 @@ def _batch(V, B=4, P=5, T=6, seed=0):
     return (torch.randint(3, V, (B, P), generator=g), pm, torch.randint(3, V, (B, T), generator=g), rm)
 
 
-def test_three_steps_train_only_the_adapter(micro_dir, tmp_path):
-    tr = run(settings(micro_dir), tmp_path / "a")
+def test_three_steps_train_only_the_adapter(micro_dir, tmp_path, device):
+    tr = run(settings(micro_dir, device=device), tmp_path / "a")
     start = load_file(f"{micro_dir}/model.safetensors")
     assert [r["step"] for r in rows(tmp_path / "a")] == [1, 2, 3]
     assert all(r["optimizer_steps"] == 1 for r in rows(tmp_path / "a"))
@@ -71,7 +71,7 @@ def test_three_steps_train_only_the_adapter(micro_dir, tmp_path):
             continue
         name = n.replace(".base_layer.", ".")
         if name in start:
-            assert torch.equal(p, start[name]), f"base weight {name} changed"
+            assert torch.equal(p.cpu(), start[name]), f"base weight {name} changed"
     moved = [n for n, p in tr.model.named_parameters() if "lora_B" in n and p.abs().sum() > 0]
     assert moved  # B starts at 0: the adapter did train
     ck = tmp_path / "a" / "checkpoints" / "step_000003" / "model"
@@ -209,6 +209,32 @@ def test_config_errors(micro_dir):
     cfg = build_config(extra=lora.lora_settings(r=2, target_modules=["q_proj", "nope"]))
     with pytest.raises(ConfigError, match="lora_target_modules.*nope"):
         lora.wrap(load_policy(micro_dir)[0], cfg)
+
+
+@pytest.mark.parametrize("over, match", [
+    (["dist_strategy=fsdp"], "'lora_r'.*dist_strategy = 'ddp'.*not 'fsdp'"),
+    (["policy=diffusion"], "'lora_r'.*policy = 'ar', not 'diffusion'"),
+])
+def test_lora_with_fsdp2_or_a_diffusion_policy_is_refused(over, match, micro_dir, tmp_path):
+    """LoRA + FSDP2 and LoRA + policy = 'diffusion' are refused by the config check (one ConfigError naming
+    lora_r and the fix); from the command line: exit 2, one line on stderr, no traceback, nothing written."""
+    with pytest.raises(ConfigError, match=match):
+        build_config(overrides=["lora_r=4", *over])
+    import os
+    import subprocess
+    import sys
+
+    from runkit import SRC
+
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "lengthrl", "train", "--set", f"model={micro_dir}", "--set", "lora_r=4",
+           "--out", str(out)]
+    for item in over:
+        cmd += ["--set", item]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=SRC), timeout=120)
+    lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "lora_r" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr and not out.exists()
 
 
 def test_config_show_lists_the_lora_keys():

@@ -21,8 +21,9 @@ def SIG(x):
     return 1 / (1 + math.exp(-x))
 
 
-def loss_of(name, **kw):
-    return float(policy_loss(name, LOGP.clone().requires_grad_(), OLD, ADV, MASK, **kw).loss.detach())
+def loss_of(name, device="cpu", **kw):
+    on = lambda t: t.to(device)  # noqa: E731
+    return float(policy_loss(name, on(LOGP).clone().requires_grad_(), on(OLD), on(ADV), on(MASK), **kw).loss.detach())
 
 
 # Per-token PPO terms by hand (A_0 = 1, A_1 = -2), clip 0.2/0.2:
@@ -51,8 +52,8 @@ def loss_of(name, **kw):
         ("vespo", {}, (0.75**2 * math.exp(3 * 0.25) * 3.0 - 1.001**3 * math.exp(2 * -0.001) * 6.0) / 5),
     ],
 )
-def test_hand_values(name, kw, expected):
-    assert loss_of(name, **kw) == pytest.approx(expected, rel=1e-12)
+def test_hand_values(name, kw, expected, device):
+    assert loss_of(name, device, **kw) == pytest.approx(expected, rel=1e-12)
 
 
 def test_every_loss_has_a_hand_value_test():
@@ -94,58 +95,60 @@ def test_clip_fractions_and_ratio_metrics():
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_single_token(name):
-    logp = torch.tensor([[-0.7]], dtype=D, requires_grad=True)
-    out = policy_loss(name, logp, logp.detach(), torch.tensor([2.0], dtype=D), torch.ones(1, 1, dtype=D), max_len=1)
+def test_single_token(name, device):
+    logp = torch.tensor([[-0.7]], dtype=D, device=device, requires_grad=True)
+    out = policy_loss(name, logp, logp.detach(), torch.tensor([2.0], dtype=D, device=device),
+                      torch.ones(1, 1, dtype=D, device=device), max_len=1)
     (g,) = torch.autograd.grad(out.loss, logp)
     # one token, one sequence, B = T_tot = |y| = L_max = 1: every loss pushes the token with weight A = 2
     assert float(g) == pytest.approx(-2.0)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_fully_masked_row_contributes_nothing(name):
-    mask = torch.cat([MASK, torch.zeros(1, 3, dtype=D)])
-    logp = torch.cat([LOGP, torch.full((1, 3), float("nan"), dtype=D)]).requires_grad_()
-    old = torch.cat([OLD, torch.full((1, 3), -float("inf"), dtype=D)])
-    adv = torch.cat([ADV, torch.tensor([5.0], dtype=D)])
+def test_fully_masked_row_contributes_nothing(name, device):
+    mask = torch.cat([MASK, torch.zeros(1, 3, dtype=D)]).to(device)
+    logp = torch.cat([LOGP, torch.full((1, 3), float("nan"), dtype=D)]).to(device).requires_grad_()
+    old = torch.cat([OLD, torch.full((1, 3), -float("inf"), dtype=D)]).to(device)
+    adv = torch.cat([ADV, torch.tensor([5.0], dtype=D)]).to(device)
     out = policy_loss(name, logp, old, adv, mask, max_len=4)
-    assert float(out.loss) == pytest.approx(loss_of(name, max_len=4), rel=1e-12)
+    assert float(out.loss) == pytest.approx(loss_of(name, device, max_len=4), rel=1e-12)
     (g,) = torch.autograd.grad(out.loss, logp)
     assert torch.isfinite(g).all() and (g[2] == 0).all()
     assert all(torch.isfinite(v) for v in out.metrics.values())
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_all_masked_batch_is_zero_not_nan(name):
-    logp = torch.zeros(2, 3, dtype=D, requires_grad=True)
-    out = policy_loss(name, logp, logp.detach(), torch.ones(2, dtype=D), torch.zeros(2, 3, dtype=D), max_len=3)
+def test_all_masked_batch_is_zero_not_nan(name, device):
+    logp = torch.zeros(2, 3, dtype=D, device=device, requires_grad=True)
+    out = policy_loss(name, logp, logp.detach(), torch.ones(2, dtype=D, device=device),
+                      torch.zeros(2, 3, dtype=D, device=device), max_len=3)
     assert float(out.loss) == 0.0
     (g,) = torch.autograd.grad(out.loss, logp)
     assert (g == 0).all()
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_zero_advantages_zero_gradient(name):
-    logp = LOGP.clone().requires_grad_()
-    out = policy_loss(name, logp, OLD, torch.zeros(2, dtype=D), MASK, max_len=4)
+def test_zero_advantages_zero_gradient(name, device):
+    logp = LOGP.to(device).clone().requires_grad_()
+    out = policy_loss(name, logp, OLD.to(device), torch.zeros(2, dtype=D, device=device), MASK.to(device), max_len=4)
     (g,) = torch.autograd.grad(out.loss, logp)
     assert float(out.loss) == 0.0 and (g == 0).all()
 
 
 @pytest.mark.parametrize("name", ["grpo", "dapo", "dr_grpo", "bnpo"])
-def test_ratio_far_outside_clip_range(name):
+def test_ratio_far_outside_clip_range(name, device):
     # r = e^5: clipped for A > 0 (no gradient); unclipped for A < 0 (gradient -A·r·weight, pushing it down)
-    logp = torch.tensor([[0.0], [0.0]], dtype=D, requires_grad=True)
-    old = torch.tensor([[-5.0], [-5.0]], dtype=D)
-    out = policy_loss(name, logp, old, torch.tensor([1.0, -1.0], dtype=D), torch.ones(2, 1, dtype=D), max_len=1)
+    logp = torch.tensor([[0.0], [0.0]], dtype=D, device=device, requires_grad=True)
+    old = torch.tensor([[-5.0], [-5.0]], dtype=D, device=device)
+    adv, mask = torch.tensor([1.0, -1.0], dtype=D, device=device), torch.ones(2, 1, dtype=D, device=device)
+    out = policy_loss(name, logp, old, adv, mask, max_len=1)
     (g,) = torch.autograd.grad(out.loss, logp)
     assert float(g[0]) == 0.0
     assert float(g[1]) == pytest.approx(math.exp(5.0) / 2)  # d/dlogp of -A·r / 2 with A = -1
     clip_hi = LOSSES[name].clip_high
     assert float(out.loss) == pytest.approx((-(1 + clip_hi) + math.exp(5.0)) / 2)
     # dual clip caps the A < 0 token's loss at -c·A
-    out = policy_loss(name, logp, old, torch.tensor([1.0, -1.0], dtype=D), torch.ones(2, 1, dtype=D), max_len=1,
-                      dual_clip=3.0)
+    out = policy_loss(name, logp, old, adv, mask, max_len=1, dual_clip=3.0)
     assert float(out.loss) == pytest.approx((-(1 + clip_hi) + 3.0) / 2)
 
 

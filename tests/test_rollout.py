@@ -19,6 +19,7 @@ from lengthrl.rollout import (
     sampling_logprobs,
     selective_log_softmax,
 )
+from runkit import on_device
 
 SMALL = dict(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
 PROMPTS = ["left to right: 1+2*3\n", "count a in: abca\n", "sort: 93\n"]
@@ -101,20 +102,22 @@ def test_eos_always_gives_length_one(tmp_path):
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_logp_equals_fresh_forward_at_temperature_one(eos_policy, use_cache):
+def test_logp_equals_fresh_forward_at_temperature_one(eos_policy, use_cache, device):
     model, tok = eos_policy
+    model = on_device(model, device)
     b = HFEngine(model, tok, seed=1, use_cache=use_cache).generate(encode(tok), 4, SamplingParams(max_new_tokens=20))
     assert len(set(b.lengths.tolist())) > 2  # rows left the batch at different steps
-    lp = compute_logprobs(model, b.prompt_ids, b.prompt_mask, b.response_ids, b.response_mask)
+    d = b.to(device)
+    lp = compute_logprobs(model, d.prompt_ids, d.prompt_mask, d.response_ids, d.response_mask).cpu()
     assert lp.shape == b.logp.shape
     assert torch.allclose(lp, b.logp, atol=1e-5)
     # independent check without padding: each row alone, one plain causal forward
     for row in (0, 5, 11):
         prompt = b.prompt_ids[row][b.prompt_mask[row] == 1]
         resp = b.response_ids[row, : b.lengths[row]]
-        ids = torch.cat([prompt, resp])[None]
+        ids = torch.cat([prompt, resp])[None].to(device)
         logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
-        ref = torch.log_softmax(logits.float(), -1).gather(-1, resp[:, None]).squeeze(-1)
+        ref = torch.log_softmax(logits.float(), -1).gather(-1, resp[:, None].to(device)).squeeze(-1).cpu()
         assert torch.allclose(ref, b.logp[row, : b.lengths[row]], atol=1e-5)
 
 
@@ -131,8 +134,9 @@ def test_top_k_one_equals_transformers_greedy(policy):
     assert torch.equal(g.response_ids, b.response_ids)
 
 
-def test_no_cache_loop_gives_same_greedy_tokens(policy):
+def test_no_cache_loop_gives_same_greedy_tokens(policy, device):
     model, tok = policy
+    model = on_device(model, device)
     p = SamplingParams(temperature=0, max_new_tokens=10)
     a = HFEngine(model, tok).generate(encode(tok), 2, p)
     c = HFEngine(model, tok, use_cache=False).generate(encode(tok), 2, p)
@@ -140,8 +144,9 @@ def test_no_cache_loop_gives_same_greedy_tokens(policy):
     assert torch.allclose(a.logp, c.logp, atol=1e-5)
 
 
-def test_seeded_reproducibility(policy):
+def test_seeded_reproducibility(policy, device):
     model, tok = policy
+    model = on_device(model, device)
     p = SamplingParams(max_new_tokens=10, seed=123)
     a = HFEngine(model, tok).generate(encode(tok), 4, p)
     b = HFEngine(model, tok, seed=99).generate(encode(tok), 4, p)
@@ -212,9 +217,10 @@ def test_property_truncated_distribution(seed, top_p, top_k):
         assert ((mass - least) < top_p + 1e-6).all()
 
 
-def test_compute_logprobs_is_differentiable_and_masks(policy):
+def test_compute_logprobs_is_differentiable_and_masks(policy, device):
     model, tok = policy
-    b = HFEngine(model, tok, seed=2).generate(encode(tok), 2, SamplingParams(max_new_tokens=6))
+    model = on_device(model, device)
+    b = HFEngine(model, tok, seed=2).generate(encode(tok), 2, SamplingParams(max_new_tokens=6)).to(device)
     b.response_mask[0, 3:] = 0  # pretend row 0 ended early
     model.zero_grad()
     lp, ent = compute_logprobs(model, b.prompt_ids, b.prompt_mask, b.response_ids, b.response_mask, return_entropy=True)

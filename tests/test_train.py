@@ -24,8 +24,9 @@ def cfg_for(model_dir, **kw):
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_a_few_steps_for_every_loss(micro_dir, tmp_path, loss):
-    tr = train(cfg_for(micro_dir, loss=loss, advantage="dr_grpo"), tmp_path, progress=False, evaluate=False)
+def test_a_few_steps_for_every_loss(micro_dir, tmp_path, loss, device):
+    tr = train(cfg_for(micro_dir, loss=loss, advantage="dr_grpo", device=device), tmp_path, progress=False,
+               evaluate=False)
     rows = tr.metrics.rows()
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
@@ -48,22 +49,22 @@ def _fixed_batch(tok_vocab=100, B=8, P=3, T=6, seed=0):
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_gradient_accumulation_equals_one_batch(micro_dir, loss):
+def test_gradient_accumulation_equals_one_batch(micro_dir, loss, device):
     """One optimizer step with micro-batches of 1, 3 and the whole batch gives the same weights (SGD, one step,
     so the weight change is proportional to the gradient). bnpo averages per-micro-batch means by definition."""
     from lengthrl.models import load_policy
 
     results = []
     for micro in (0, 3, 1):
-        model, _ = load_policy(micro_dir)
+        model, _ = load_policy(micro_dir, device=device)
         cfg = cfg_for(micro_dir, loss=loss, micro_batch_size=micro, grad_clip=0.0, lr=0.1)
         opt, sched = make_optimizer(model, cfg, 1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-        batch = _fixed_batch(model.config.vocab_size)
+        batch = _fixed_batch(model.config.vocab_size).to(device)
         batch.old_logp = None
         ppo_update(model, opt, sched, batch, cfg, torch.Generator().manual_seed(0))
-        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]).cpu())
     if loss == "bnpo":
         assert not torch.allclose(results[0], results[2], atol=1e-7)  # per-micro-batch normalisation differs
     else:
@@ -100,12 +101,12 @@ def test_gradient_checkpointing_recomputes_and_keeps_the_gradient(micro_dir, tmp
 
 @pytest.mark.parametrize("extra", [{}, {"beta": 0.1}, {"checkpoint_format": "sharded"}],
                          ids=["plain", "kl-reference", "sharded-checkpoint"])
-def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path, extra):
+def test_resume_equals_an_uninterrupted_run(micro_dir, tmp_path, extra, device):
     """Bitwise: metrics and weights of a run killed after its step-2 checkpoint and resumed equal an
     uninterrupted run's (with a KL reference: the reference stays the initial model, not the checkpoint)."""
     kw = dict(steps=4, checkpoint_every=2, keep_checkpoints=3, lr=1e-2, max_new_tokens=24, prompts_per_step=4,
               # a length reward, so the weights move (the random model is never correct)
-              reward=[{"name": "correct"}, {"name": "kimi", "weight": 1.0}]) | extra
+              reward=[{"name": "correct"}, {"name": "kimi", "weight": 1.0}], device=device) | extra
     full = train(cfg_for(micro_dir, **kw), tmp_path / "full", progress=False, evaluate=False)
     part = Trainer(cfg_for(micro_dir, **kw), tmp_path / "part", progress=False)
     det = part._collapse_detector()
@@ -218,16 +219,16 @@ def test_dler_truncated_responses_get_zero(micro_dir, tmp_path):
     assert out.rewards.tolist() == [1.0, 0.0]
 
 
-def test_no_optimizer_step_without_signal(micro_dir, tmp_path):
+def test_no_optimizer_step_without_signal(micro_dir, tmp_path, device):
     """All rewards equal (a constant reward term) -> zero advantages -> no AdamW step: the weights stay put."""
     from lengthrl.models import load_policy
 
-    cfg = cfg_for(micro_dir, reward=[{"name": "format", "weight": 0.0}], steps=2)
+    cfg = cfg_for(micro_dir, reward=[{"name": "format", "weight": 0.0}], steps=2, device=device)
     tr = train(cfg, tmp_path, progress=False, evaluate=False)
     assert all(r["optimizer_steps"] == 0 and r.get("no_signal") == 1 for r in tr.metrics.rows())
     before, _ = load_policy(micro_dir)
     for pa, pb in zip(before.parameters(), tr.model.parameters()):
-        assert torch.equal(pa, pb)
+        assert torch.equal(pa, pb.cpu())
 
 
 def test_collapse_detector_runs_live_and_logs_its_metrics(micro_dir, tmp_path):

@@ -92,7 +92,7 @@ def test_logprob_impl_lean_refuses_where_the_lean_decoder_cannot_run(micro_dir, 
         Trainer(cfg, tmp_path, progress=False)
 
 
-def test_logprob_impl_model_and_lean_train_alike(micro_dir, tmp_path):
+def test_logprob_impl_model_and_lean_train_alike(micro_dir, tmp_path, device):
     """The two forwards compute the same log-probs: one step gives the same loss metrics to float tolerance."""
     from lengthrl.train.loop import train
 
@@ -101,7 +101,7 @@ def test_logprob_impl_model_and_lean_train_alike(micro_dir, tmp_path):
         cfg = build_config(extra=dict(model=micro_dir, task="arith_chain", train_prompts=8, eval_prompts=0,
                                       prompts_per_step=2, group_size=4, max_new_tokens=8, steps=1,
                                       checkpoint_every=0, sample_every=0, log_every=0, lr=1e-3, beta=0.1,
-                                      logprob_impl=impl))
+                                      logprob_impl=impl, device=device))
         rows[impl] = train(cfg, tmp_path / impl, progress=False, evaluate=False).metrics.rows()[0]
     for k in ("loss", "entropy", "kl_ref", "grad_norm"):
         if k in rows["model"]:

@@ -52,7 +52,11 @@ def check_config(cfg) -> None:
     if cfg.lora_r == 0:
         return
     if cfg.policy != "ar":
-        raise ConfigError(f"config key 'lora_r': LoRA is supported for policy = 'ar', not {cfg.policy!r}")
+        raise ConfigError(f"config key 'lora_r': LoRA is supported for policy = 'ar', not {cfg.policy!r}; "
+                          "set lora_r = 0 for a diffusion policy")
+    if cfg.dist_strategy == "fsdp":  # FSDP2 over a peft model is not supported: refused before anything loads
+        raise ConfigError("config key 'lora_r': LoRA runs with dist_strategy = 'ddp' (or one process), not "
+                          "'fsdp'; set dist_strategy = 'ddp' or lora_r = 0")
     if not cfg.lora_alpha > 0:
         raise ConfigError(f"config key 'lora_alpha': must be > 0, got {cfg.lora_alpha!r}")
     if not 0 <= cfg.lora_dropout < 1:

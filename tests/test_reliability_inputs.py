@@ -58,7 +58,7 @@ CASES = {
     "misspelt key": (["lrr=0.1"], r"unknown config key 'lrr'; did you mean 'lr'"),
     "int as string": (['group_size="8"'], r"config key 'group_size': expected an integer, got '8'"),
     "word for a number": (["lr=fast"], r"config key 'lr': expected a number, got 'fast'"),
-    "int for a bool": (["dynamic_sampling=1"], r"config key 'dynamic_sampling': expected true or false"),
+    "int for a mode": (["dynamic_sampling=1"], r"config key 'dynamic_sampling': 1; valid: 'off', 'drop', 'resample'"),
     "reward not a list": (["reward=3"], r"config key 'reward': expected a list"),
     "task_args not a table": (["task_args=4"], r"config key 'task_args': expected a dict"),
     "negative timeout": (["score_timeout_s=-1"], r"config key 'score_timeout_s': must be >= 0"),

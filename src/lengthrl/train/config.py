@@ -77,7 +77,12 @@ class TrainConfig:
     reward: list = doc("reward terms: [{name, weight, ...hyperparameters}] (see `lengthrl rewards`); a length "
                        "reward's max_len defaults to max_new_tokens; --set reward.N.key=value sets one term's key",
                        factory=lambda: [{"name": "correct", "weight": 1.0}])
-    dynamic_sampling: bool = doc("drop groups whose rewards are all equal before the update (DAPO)", False)
+    dynamic_sampling: str = doc("DAPO dynamic sampling (arXiv 2503.14476): 'off'; 'drop' (groups whose rewards "
+                                "are all equal leave the update, which trains on fewer; true is 'drop'); "
+                                "'resample' (sample more prompts until prompts_per_step groups have signal, at "
+                                "most max_resample_rounds rounds, then train on what there is)", "off")
+    max_resample_rounds: int = doc("dynamic_sampling = 'resample': at most this many sampling rounds of "
+                                   "prompts_per_step prompts per step, the first included", 3)
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
     truncated_correct: bool = doc("count a truncated response (max_new_tokens reached without EOS) by its "
                                   "verdict; by default it is wrong with task reward 0, in training and in the "
@@ -248,6 +253,10 @@ def build_config(path: str | Path | None = None, overrides: list[str] | None = N
     for k in values:
         if k not in FIELDS:
             raise _unknown(k)
+    if "dynamic_sampling" in values:  # its old values true / false are 'drop' / 'off'
+        from lengthrl.train.dynamic import mode_of
+
+        values["dynamic_sampling"] = mode_of(values["dynamic_sampling"])
     cfg = TrainConfig(**{k: _check_type(k, v, HINTS[k]) for k, v in values.items()})
     validate(cfg)
     warn_reward_lengths(cfg)
@@ -309,6 +318,10 @@ def validate(cfg: TrainConfig) -> None:
     from lengthrl.advantages import ADVANTAGES
     from lengthrl.objectives import AGG_MODES, LOSSES
 
+    from lengthrl.train.dynamic import mode_of
+
+    mode_of(cfg.dynamic_sampling)
+
     def need(ok: bool, key: str, msg: str):
         if not ok:
             raise ConfigError(f"config key {key!r}: {msg} (got {getattr(cfg, key)!r})")
@@ -354,14 +367,14 @@ def validate(cfg: TrainConfig) -> None:
     check_attn_implementation(cfg.attn_implementation)
     if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
         raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
-    if cfg.loss_agg_mode == "prompt-mean":
-        raise ConfigError("config key 'loss_agg_mode': 'prompt-mean' is available in policy_loss (group_size=...) "
-                          "but the trainer does not pass the groups yet; use another mode")
+    if (cfg.loss_agg_mode or LOSSES[cfg.loss].agg_mode) == "prompt-mean" and not LOSSES[cfg.loss].global_norm:
+        raise ConfigError(f"config key 'loss_agg_mode': 'prompt-mean' needs a loss normalised over the whole "
+                          f"batch; {cfg.loss!r} normalises each micro-batch by itself (use loss = 'dapo')")
     if cfg.adv_eps is not None:
         need("eps" in ADVANTAGES[cfg.advantage].hparams, "adv_eps",
              f"estimator {cfg.advantage!r} takes no eps")
     for key in ("prompts_per_step", "group_size", "max_new_tokens", "steps", "epochs", "mini_batches",
-                "eval_samples", "max_bad_steps"):
+                "eval_samples", "max_bad_steps", "max_resample_rounds"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
     for key in ("train_prompts",):
         need(getattr(cfg, key) >= cfg.prompts_per_step, key, "must be at least prompts_per_step")

@@ -13,7 +13,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,13 +23,14 @@ from lengthrl.control import LagrangeController, lagrange_config, shape_scored, 
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.models.organism import resolve_model_dir  # noqa: F401 - also importable from here
 from lengthrl.models import lora
-from lengthrl.rewards import CompositeReward, dynamic_sampling_filter
+from lengthrl.rewards import CompositeReward
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, changed_keys, reward_terms, to_dict
 from lengthrl.train.data import PromptSampler
-from lengthrl.train.batch import StepBatch
+from lengthrl.train import dynamic
+from lengthrl.train.batch import Gathered, StepBatch
 from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
 from lengthrl.train.device import cuda_memory, precision_of
 from lengthrl.train.distributed import (
@@ -90,6 +91,21 @@ def check_eval_split(task, eval_prompts: int, eval_samples) -> None:
             f"task {task.name!r} has no test split{why} but eval_prompts = {eval_prompts}; hold out rows with "
             "--set task_args.test_fraction=0.1, give a test file with --set task_args.test_path=test.jsonl, or "
             "skip the final evaluation with --set eval_prompts=0")
+
+
+@dataclass(frozen=True)
+class Round:
+    """One sampling round of a step (`Trainer._sample_round`): P prompts and what the stages made of them."""
+
+    sb: StepBatch  # the round's prompts [P] and this rank's block of them
+    roll: object  # RolloutBatch of this rank's rows [n, T]
+    resp: Gathered  # the whole round's texts, lengths, truncation flags, verdicts [N]
+    scored: object  # Scored: rewards [N], terms, correctness
+    budgets: torch.Tensor  # [N] the length controller's budgets (empty when it is off)
+    adv: torch.Tensor  # [N] advantages (zeros when something was non-finite)
+    nonfinite: str | None  # the first non-finite reward term, reward or advantage, else None
+    signal: dynamic.RoundSignal  # the groups with reward spread
+    rollout_time_s: float
 
 
 class Trainer:
@@ -251,52 +267,48 @@ class Trainer:
 
     # ---- one step ------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
-        """One RL step: rollout -> verify -> reward -> advantages -> update -> log. Returns its metrics.
+        """One RL step: rollout -> verify -> reward -> advantages -> (dynamic sampling) -> update -> log. Returns
+        its metrics.
 
         P = prompts_per_step, G = group_size, N = P·G rows of the whole batch, n of them on this rank (all N on
-        one process), T = response tokens; `sb` maps between the two (lengthrl.train.batch)."""
-        cfg, G = self.cfg, self.cfg.group_size
+        one process), T = response tokens; `sb` maps between the two (lengthrl.train.batch). With
+        dynamic_sampling = 'resample' the first four stages run in rounds of P fresh prompts until P groups
+        carry a signal (lengthrl.train.dynamic); the update trains on the kept groups of every round."""
+        cfg, G, P = self.cfg, self.cfg.group_size, self.cfg.prompts_per_step
         t0 = time.perf_counter()
-        sb = StepBatch(self.sampler.next(cfg.prompts_per_step), G, *self.block, dist=self.dist)  # [P] prompts
-
-        # ---- rollout: G responses to each of this rank's prompts
-        roll = self._generate(encode_prompts(self.tok, sb.local_samples, self.max_prompt_tokens))  # [n, T]
-        t_roll = time.perf_counter() - t0
-
-        # ---- verify: each rank its own responses; rewards need the whole batch, so verdicts are gathered
-        local_texts = roll.texts(self.tok)  # [n]
-        verdicts, fails = verify_batch(self.task, sb.local_samples, local_texts, G, timeout_s=cfg.score_timeout_s)
-        resp = sb.gather(local_texts, roll.lengths, roll.truncated, verdicts, fails)  # texts, lengths, ... [N]
-
-        # ---- reward: task and length terms, then the length controller's shaping and its dual step
-        scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
-                              resp.truncated, truncated_correct=cfg.truncated_correct)  # rewards [N], terms
+        mode = dynamic.mode_of(cfg.dynamic_sampling)
+        rounds: list[Round] = []
+        while not rounds or dynamic.more_rounds(mode, [r.signal for r in rounds], P, cfg.max_resample_rounds):
+            rounds.append(self._sample_round(len(rounds)))
+        keeps = dynamic.keep_masks(mode, [r.signal for r in rounds], P, G)  # per round [N] bool
+        nonfinite = next((r.nonfinite for r in rounds if r.nonfinite is not None), None)
         lag = {}
-        if self.lagrange is not None:
-            budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
-            scored = shape_scored(self.lagrange, scored, resp.lengths, budgets)  # with the previous step's lambda
-            lag = self.lagrange.dual_step(resp.lengths, budgets)
+        if self.lagrange is not None:  # the dual step on every response the step sampled
+            lag = self.lagrange.dual_step(torch.cat([r.resp.lengths for r in rounds]),
+                                          torch.cat([r.budgets for r in rounds]))
 
-        # ---- advantages (zeros when a reward is non-finite), dynamic sampling
-        adv, nonfinite = self._advantages(scored)  # [N]
-        keep = torch.ones(sb.n_rows, dtype=torch.bool)  # [N] rows that enter the update
-        kept_frac = None
-        if cfg.dynamic_sampling and nonfinite is None:
-            keep, kept_frac = dynamic_sampling_filter(scored.rewards, G)
-        loss_mask = roll.response_mask.float()  # [n, T]
+        # ---- this rank's rows of every round, stacked: [n_all] rows, group ids global over the rounds
+        roll = rounds[0].roll if len(rounds) == 1 else concat_rollouts([r.roll for r in rounds],
+                                                                        self.engine.pad_token_id)
+        group_ids = torch.cat([r.sb.global_groups(r.roll.group_index) + i * P for i, r in enumerate(rounds)])
+        adv_local = torch.cat([r.sb.local(r.adv) for r in rounds])  # [n_all]
+        keep_local = torch.cat([r.sb.local(k) for r, k in zip(rounds, keeps)])  # [n_all] bool
+        kept_groups = torch.cat([r.sb.kept_groups(k) + i * P for i, (r, k) in enumerate(zip(rounds, keeps))])
+        adv_kept = torch.cat([r.adv[k] for r, k in zip(rounds, keeps)])
+        loss_mask = roll.response_mask.float()  # [n_all, T]
         if cfg.overlong_filter:
             loss_mask = loss_mask * (~roll.truncated).float()[:, None]
-        rows = sb.local(keep).nonzero().flatten()  # this rank's kept rows, [<= n]
+        rows = keep_local.nonzero().flatten()  # this rank's kept rows
         loss_tokens = float(self.dist.all_sum(loss_mask[rows].sum()))  # over every rank
-        decision = decide_update(nonfinite, cfg.beta, adv[keep], loss_tokens)
+        decision = decide_update(nonfinite, cfg.beta, adv_kept, loss_tokens)
 
         # ---- update
         pause_point(self.out, "update", self.step + 1)
         if decision.kind is Update.UPDATE:
             ub = UpdateBatch(roll.prompt_ids, roll.prompt_mask, roll.response_ids, roll.response_mask, loss_mask,
-                             sb.local(adv), sb.global_groups(roll.group_index))  # [n] rows, group ids global
+                             adv_local, group_ids)  # [n_all] rows
             ub = ub.to(self.precision.device)  # the one copy of the rollout to the training device
-            result = self._update(ub, rows, sb.kept_groups(keep))
+            result = self._update(ub, rows, kept_groups)
             update_metrics = result.metrics
         else:
             result, update_metrics = None, skip_metrics(decision, self.sched.get_last_lr()[0])
@@ -304,20 +316,61 @@ class Trainer:
             self.bad_steps, self.last_nonfinite, decision, result.optimizer_steps if result else 0,
             result.skipped_steps if result else 0, result.nonfinite if result else None)
 
-        # ---- log
-        m = rollout_metrics(resp.lengths, scored.correct, resp.truncated, scored.rewards, scored.terms, adv, G)
+        # ---- log: the rollout metrics of every response the step sampled
+        samples = [s for r in rounds for s in r.sb.samples]
+        lengths = torch.cat([r.resp.lengths for r in rounds])
+        correct = torch.cat([r.scored.correct for r in rounds])
+        rewards = torch.cat([r.scored.rewards for r in rounds])
+        adv_all = torch.cat([r.adv for r in rounds])
+        m = rollout_metrics(lengths, correct, torch.cat([r.resp.truncated for r in rounds]), rewards,
+                            dynamic.cat_terms([r.scored.terms for r in rounds]), adv_all, G)
         m.update(lag)
-        if kept_frac is not None:
-            m["kept_groups_frac"] = float(kept_frac)
+        if mode != "off" and nonfinite is None:
+            signal = torch.cat([r.signal.signal for r in rounds])
+            m["kept_groups_frac"] = float(signal.to(torch.float64).mean())  # groups with signal / sampled
+        if mode == "resample":
+            m.update(resample_rounds=len(rounds), resample_prompts=len(samples), batch_groups=len(kept_groups))
         m.update(update_metrics)
+        t_roll = sum(r.rollout_time_s for r in rounds)
         m.update(step=self.step + 1, step_time_s=time.perf_counter() - t0, rollout_time_s=t_roll,
-                 tokens_per_s=float(resp.lengths.sum()) / max(t_roll, 1e-9),
-                 verifier_errors=scored.verifier_errors, verifier_timeouts=scored.verifier_timeouts,
+                 tokens_per_s=float(lengths.sum()) / max(t_roll, 1e-9),
+                 verifier_errors=sum(r.scored.verifier_errors for r in rounds),
+                 verifier_timeouts=sum(r.scored.verifier_timeouts for r in rounds),
                  bad_steps=self.bad_steps, **cuda_memory(self.precision.device))
-        self.runlog.score_errors(self.step + 1, scored.failures)
-        self.runlog.samples(self.step + 1, sb.samples, resp.texts, resp.lengths, scored.correct, scored.rewards,
-                            adv, G)
+        failures = [{**f, "index": f["index"] + i * P * G} for i, r in enumerate(rounds) for f in r.scored.failures]
+        self.runlog.score_errors(self.step + 1, failures)
+        self.runlog.samples(self.step + 1, samples, [t for r in rounds for t in r.resp.texts], lengths, correct,
+                            rewards, adv_all, G)
         return m
+
+    def _sample_round(self, index: int) -> "Round":
+        """One sampling round of a step: P prompts -> rollout -> verify -> reward (and the length controller's
+        shaping with the current multiplier) -> advantages. `index`: the round in the step (0 = the first)."""
+        cfg, G = self.cfg, self.cfg.group_size
+        t0 = time.perf_counter()
+        sb = StepBatch(self.sampler.next(cfg.prompts_per_step), G, *self.block, dist=self.dist)  # [P] prompts
+
+        # ---- rollout: G responses to each of this rank's prompts
+        roll = self._generate(encode_prompts(self.tok, sb.local_samples, self.max_prompt_tokens), index)  # [n, T]
+        t_roll = time.perf_counter() - t0
+
+        # ---- verify: each rank its own responses; rewards need the whole batch, so verdicts are gathered
+        local_texts = roll.texts(self.tok)  # [n]
+        verdicts, fails = verify_batch(self.task, sb.local_samples, local_texts, G, timeout_s=cfg.score_timeout_s)
+        resp = sb.gather(local_texts, roll.lengths, roll.truncated, verdicts, fails)  # texts, lengths, ... [N]
+
+        # ---- reward: task and length terms, then the length controller's shaping
+        scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
+                              resp.truncated, truncated_correct=cfg.truncated_correct)  # rewards [N], terms
+        budgets = torch.zeros(0)
+        if self.lagrange is not None:
+            budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
+            scored = shape_scored(self.lagrange, scored, resp.lengths, budgets)  # with the previous step's lambda
+
+        # ---- advantages (zeros when a reward is non-finite) and the groups with signal
+        adv, nonfinite = self._advantages(scored)  # [N]
+        signal = dynamic.round_signal(scored.rewards, G, finite=nonfinite is None)
+        return Round(sb, roll, resp, scored, budgets, adv, nonfinite, signal, t_roll)
 
     def _advantages(self, scored) -> tuple[torch.Tensor, str | None]:
         """The advantages [N] of the batch's rewards, and the first non-finite reward term, reward or advantage
@@ -352,13 +405,14 @@ class Trainer:
         return ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
                           groups=groups, logprob_fn=self.logprob_fn, precision=self.precision, scaler=self.scaler)
 
-    def _generate(self, prompt_ids: list[list[int]]):
+    def _generate(self, prompt_ids: list[list[int]], round_index: int = 0):
         """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
-        sampled with the seed of (seed, step, shard), then stacked."""
+        sampled with the seed of (seed, step, shard) (shard + round · shards for a resampling round), then
+        stacked."""
         with self.dist.full_weights(self.model), self.precision.autocast():  # FSDP2: one all-gather, then
-            return self._generate_shards(prompt_ids)  # collective-free decoding
+            return self._generate_shards(prompt_ids, round_index)  # collective-free decoding
 
-    def _generate_shards(self, prompt_ids: list[list[int]]):
+    def _generate_shards(self, prompt_ids: list[list[int]], round_index: int = 0):
         G = self.cfg.group_size
         if not self.n_shards:
             return self.engine.generate(prompt_ids, G, self.params)
@@ -366,7 +420,7 @@ class Trainer:
         k = len(prompt_ids) // per_rank
         out = []
         for i in range(per_rank):
-            shard = self.dist.rank * per_rank + i
+            shard = self.dist.rank * per_rank + i + round_index * self.n_shards
             params = replace(self.params, seed=shard_seed(self.cfg.seed, self.step, shard))
             out.append(self.engine.generate(prompt_ids[i * k:(i + 1) * k], G, params))
         return out[0] if len(out) == 1 else concat_rollouts(out, self.engine.pad_token_id)
@@ -393,7 +447,7 @@ class Trainer:
                     bar.console.print(f"[yellow]warning: {warning.message}")
                 self.runlog.step_metrics(self.step, m)
                 pause_point(self.out, "metrics", self.step)
-                info = step_info(m, cfg.prompts_per_step)
+                info = step_info(m, m.get("resample_prompts", cfg.prompts_per_step))
                 bar.update(job, completed=self.step, info=info)
                 if self.progress and cfg.log_every and self.step % cfg.log_every == 0:
                     bar.console.print(f"step {self.step:4d}  {info}  clip_hi {m.get('clip_frac_high', 0):.3f} "

@@ -86,6 +86,16 @@ def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator,
     return [torch.isin(group_index, chunk).nonzero().flatten() for chunk in perm.chunk(n_mini)]
 
 
+def prompt_mean_normalisers(mb: UpdateBatch, d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `prompt-mean` normalisers of a mini-batch (this rank's rows `mb`, whole groups: a group's rows are
+    on one rank): T_p of each row's group, [b] (its loss tokens in the mini-batch), and the global number P of
+    groups with at least one loss token (all-reduced), so micro-batch losses add up to the mini-batch's."""
+    tok = mb.loss_mask.sum(-1)  # [b]
+    ids, inv = torch.unique(mb.group_index, return_inverse=True)  # groups of this rank's rows
+    per_group = torch.zeros(len(ids), dtype=tok.dtype, device=tok.device).index_add_(0, inv, tok)  # [g]
+    return per_group[inv], d.all_sum((per_group > 0).sum().to(tok.dtype))
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     """What an update did: its optimizer steps, the steps it skipped on a non-finite loss or gradient (and
@@ -119,6 +129,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     spec = LOSSES[cfg.loss]
     hp = loss_hparams(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
+    prompt_mean = (hp.get("loss_agg_mode") or spec.agg_mode) == "prompt-mean"
     scale = d.grad_scale(spec.global_norm)
     stats = LossStats(seq_level=spec.level == "sequence")
     n_opt = skipped = 0
@@ -133,6 +144,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             mb = batch.rows(rows)
             num_tokens = d.all_sum(mb.loss_mask.sum())
             num_seqs = d.all_sum((mb.loss_mask.sum(-1) > 0).sum().to(num_tokens.dtype))
+            groups_kw = prompt_mean_normalisers(mb, d) if prompt_mean else None  # group_tokens [b], num_groups
             micro = cfg.micro_batch_size or max(len(rows), 1)
             parts = list(torch.arange(len(rows)).split(micro)) if len(rows) else []
             n_parts = d.all_max(len(parts))
@@ -144,6 +156,10 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
                 else:  # this rank holds fewer rows: a zero-weight pass keeps the collectives in step
                     m = batch.rows(torch.zeros(1, dtype=torch.long))
                     m.loss_mask = torch.zeros_like(m.loss_mask)
+                group_kw = {}
+                if groups_kw is not None:
+                    gt = groups_kw[0][parts[j]] if j < len(parts) else torch.ones(1, device=dev)
+                    group_kw = {"group_tokens": gt, "num_groups": groups_kw[1]}
                 with d.sync(model, last=j == n_parts - 1):
                     with _amp(precision):
                         logp, ent = logprob_fn(model, m.prompt_ids, m.prompt_mask, m.response_ids,
@@ -151,7 +167,7 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
                     logp = logp.float()  # [b, T]: ratios and the loss in float32 whatever the compute dtype
                     old = logp.detach() if m.old_logp is None else m.old_logp
                     out = policy_loss(cfg.loss, logp, old, m.advantages, m.loss_mask, num_tokens=num_tokens,
-                                      num_seqs=num_seqs, ref_logp=m.ref_logp, **hp)
+                                      num_seqs=num_seqs, ref_logp=m.ref_logp, **hp, **group_kw)
                     loss = out.loss if spec.global_norm else out.loss / max(len(parts), 1)
                     (loss * scale if scaler is None else scaler.scale(loss * scale)).backward()
                 total = total + loss.detach()

@@ -22,9 +22,10 @@ def extract_code(response: str) -> tuple[str, bool]:
 
 
 class CodeTask(ListTask):
-    """Programming problems. A sample's tests are either assert snippets in `sample.meta["tests"]` (run after
-    the program in one process) or stdin/stdout cases in `sample.meta["io_tests"]` (a list of
-    (input, expected output) pairs, one run each; verdicts the program cannot forge).
+    """Programming problems. A sample's tests are either assert snippets in `sample.meta["tests"]` (run by a
+    judge process that never executes the program; the program's values come back as plain values, see
+    docs/security.md) or stdin/stdout cases in `sample.meta["io_tests"]` (a list of (input, expected output)
+    pairs, one run each, judged here from the output).
 
     reward = fraction of tests passed (`mode="fraction"`) or 1.0 only when all pass (`mode="all"`);
     a run that times out or floods the output gets 0. `correct` means every test passed.

@@ -3,6 +3,11 @@
 Layers (each used when this machine allows it; `isolation()` reports which hold, `docs/security.md` explains):
 
 - a new process session, killed as a whole (SIGKILL to the process group) at the wall-clock limit;
+- a run init (the first sandboxed process, which forks the program): it reaps orphans and ends the run when
+  the program ends, at its own deadline, or when the trainer dies (a lifeline pipe closes);
+- assert tests run in a separate judge process that never executes the program (values come back as plain,
+  typed JSON), so the program cannot rewrite the comparison, the harness or the verdict;
+- seccomp: no new user namespaces (no nested mount rights);
 - Linux namespaces via util-linux `unshare`: an empty network namespace (no interface but a down loopback),
   a PID namespace (the program is PID 1 there: when it ends, every process it started dies; it cannot see or
   signal outside processes) and a mount namespace with a private root: read-only system directories, no
@@ -48,6 +53,7 @@ _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 _CHILD_SRC = Path(__file__).with_name("_sandbox_child.py")
 WEAK_ENV = "LENGTHRL_SANDBOX_WITHOUT_NAMESPACES"  # "1": run untrusted code even without namespaces
+RUN_TAG = "lengthrl-sbx-run"
 _NS_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 
 
@@ -222,8 +228,10 @@ def run_program(
 ) -> SandboxResult:
     """Run `program` (Python source) in the sandbox.
 
-    With `tests` (a list of Python snippets, typically `assert f(2) == 4`), the program is executed first
-    and then each test in the same namespace; `passed[i]` says whether test i ran without an exception.
+    With `tests` (a list of Python snippets, typically `assert f(2) == 4`), the program runs in one sandboxed
+    process and the tests in another (the judge), which never executes the program: the program's names are
+    proxies there, each use a request to the program's process answered with a plain value of a builtin type
+    (docs/security.md). `passed[i]` says whether test i ran without an exception.
     Without tests the program runs as a script with `stdin`, and the caller judges `stdout` / `status`.
     Never raises for anything the program does; never runs longer than `limits.timeout_s` (plus clean-up).
     `iso` overrides the probed isolation (`isolation()`), for tests and the probe itself.
@@ -237,33 +245,101 @@ def run_program(
             f"trainer in a container or VM, or set {WEAK_ENV}=1 to accept the weaker sandbox (docs/security.md)"
         )
     tests = list(tests or [])
-    workdir = tempfile.mkdtemp(prefix="lengthrl-sbx-")
-    r_fd = w_fd = -1
-    proc = None
-    uid = (_alloc_uid() if iso.per_run_uid else NOBODY) if iso.drop_user else None
+    launched: list[_Launched] = []
+    own: list[int] = []  # descriptors of this run held here
+    files: list = []
     t0 = time.monotonic()
     try:
+        life_r, life_w = os.pipe()  # the lifeline: its write end lives only here; when this process dies, the run ends
+        own += [life_r, life_w]
+        if not tests:
+            fin = tempfile.TemporaryFile()
+            files.append(fin)
+            fin.write(stdin.encode("utf-8", "surrogatepass"))
+            fin.flush()
+            fin.seek(0)
+            prog = _launch("script", program, iso, lim, life_r, {}, stdin=fin)
+            launched.append(prog)
+            streams = {"out": prog.proc.stdout, "err": prog.proc.stderr}
+            return _collect(prog.proc, [prog.proc], streams, lim, 0, t0)
+        req_r, req_w = os.pipe()  # judge -> program
+        resp_r, resp_w = os.pipe()  # program -> judge
+        res_r, res_w = os.pipe()  # judge -> here: the verdicts
+        own += [req_r, req_w, resp_r, resp_w, res_r, res_w]
+        tf = tempfile.TemporaryFile()  # unlinked: the tests are in no file system
+        files.append(tf)
+        tf.write(json.dumps(tests).encode("utf-8", "surrogatepass"))
+        tf.flush()
+        prog = _launch("serve", program, iso, lim, life_r, {"req_fd": req_r, "resp_fd": resp_w})
+        launched.append(prog)
+        judge = _launch(
+            "judge", None, iso, lim, life_r, {"req_fd": req_w, "resp_fd": resp_r, "result_fd": res_w, "tests_fd": tf.fileno()}
+        )
+        launched.append(judge)
+        for fd in (req_r, req_w, resp_r, resp_w, res_w):
+            os.close(fd)
+            own.remove(fd)
+        files.remove(tf)
+        tf.close()
+        streams = {"out": prog.proc.stdout, "err": prog.proc.stderr, "jerr": judge.proc.stderr,
+                   "jout": judge.proc.stdout, "res": res_r}
+        return _collect(judge.proc, [prog.proc, judge.proc], streams, lim, len(tests), t0)
+    finally:
+        for fd in own:
+            os.close(fd)  # closing the lifeline ends the runs' inits
+        for f in files:
+            f.close()
+        for run in launched:
+            _kill_group(run.proc)
+            run.proc.wait()
+        for run in launched:
+            if run.uid is not None and run.uid != NOBODY:  # the run's own user: every process of it is this run's
+                _kill_uid(run.uid)
+                with _uid_lock:
+                    _uids_in_use.discard(run.uid)
+            _remove_tree(run.workdir)
+
+
+@dataclass
+class _Launched:
+    proc: subprocess.Popen
+    uid: int | None
+    workdir: str
+
+
+def _launch(role: str, program: str | None, iso: Isolation, lim: SandboxLimits, lifeline: int, fds: dict,
+            stdin=subprocess.DEVNULL) -> _Launched:
+    """Start one sandboxed process (`script`, `serve` or `judge`) in a run directory of its own, under its own
+    user id where per-run ids are available; `fds` are passed to it by name."""
+    workdir = tempfile.mkdtemp(prefix="lengthrl-sbx-")
+    uid = (_alloc_uid() if iso.per_run_uid else NOBODY) if iso.drop_user else None
+    try:
         wd = Path(workdir)
-        (wd / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
-        (wd / "tests.json").write_text(json.dumps(tests), encoding="utf-8")
-        (wd / "stdin.txt").write_text(stdin, encoding="utf-8", errors="surrogatepass")
+        if program is not None:
+            (wd / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
         shutil.copyfile(_CHILD_SRC, wd / "child.py")
         if iso.drop_user:
             os.chown(workdir, uid, uid)
             os.chmod(workdir, 0o700)
             for p in wd.iterdir():
                 os.chown(p, uid, uid)
-        r_fd, w_fd = os.pipe()
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
         cfg = {
+            "tag": RUN_TAG,  # in every sandbox process's command line
+            "role": role,
             "workdir": workdir,
             "readonly_fs": iso.readonly_fs,
             "uid": uid,
             "gid": uid,
             "python": iso.python,
             "env": env,
-            "result_fd": w_fd,
+            "lifeline_fd": lifeline,
+            "init_fds": [lifeline],  # closed in the program's process
+            "close_in_init": sorted(fds.values()),
+            "deadline_s": lim.timeout_s + 2.0,  # the init's own deadline: holds even if this process stops
+            "forbid_userns": True,
             "limits": {k: getattr(lim, k) for k in ("cpu_s", "memory_bytes", "file_bytes", "nproc", "nofile", "disk_bytes")},
+            **fds,
         }
         prefix = []
         if iso.namespaces:
@@ -271,32 +347,23 @@ def run_program(
             prefix += ["--user", "--map-root-user"] if iso.user_namespace else []
             prefix += _NS_FLAGS
         boot_py = os.path.realpath(sys.executable)
-        with open(wd / "stdin.txt", "rb") as fin:
-            proc = subprocess.Popen(
-                [*prefix, boot_py, "-I", "-B", str(wd / "child.py"), "boot", json.dumps(cfg)],
-                stdin=fin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(w_fd,),
-                env=env,
-                cwd=workdir,
-                start_new_session=True,
-            )
-        os.close(w_fd)
-        w_fd = -1
-        return _collect(proc, r_fd, lim, len(tests), t0)
-    finally:
-        if proc is not None:
-            _kill_group(proc)
-            proc.wait()
-        if uid is not None and uid != NOBODY:  # the run's own user: every process of it belongs to this run
-            _kill_uid(uid)
+        proc = subprocess.Popen(
+            [*prefix, boot_py, "-I", "-B", str(wd / "child.py"), "boot", json.dumps(cfg)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(lifeline, *fds.values()),
+            env=env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    except BaseException:
+        if uid is not None and uid != NOBODY:
             with _uid_lock:
                 _uids_in_use.discard(uid)
-        for fd in (r_fd, w_fd):
-            if fd >= 0:
-                os.close(fd)
         _remove_tree(workdir)
+        raise
+    return _Launched(proc, uid, workdir)
 
 
 def _remove_tree(path: str) -> None:
@@ -309,22 +376,24 @@ def _remove_tree(path: str) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", path], capture_output=True, env={"PATH": "/usr/bin:/bin"})
 
 
-def _collect(proc: subprocess.Popen, r_fd: int, lim: SandboxLimits, n_tests: int, t0: float) -> SandboxResult:
-    """Read stdout, stderr and the result pipe until the run ends, the deadline passes or output overflows."""
+def _collect(decider: subprocess.Popen, procs: list[subprocess.Popen], streams: dict, lim: SandboxLimits,
+             n_tests: int, t0: float) -> SandboxResult:
+    """Read the streams until the deciding process (the judge, or the script) ends, the deadline passes or
+    the program's output (`out` + `err`) overflows. The status comes from the program's process."""
     sel = selectors.DefaultSelector()
-    bufs = {"out": bytearray(), "err": bytearray(), "res": bytearray()}
-    sel.register(proc.stdout, selectors.EVENT_READ, "out")
-    sel.register(proc.stderr, selectors.EVENT_READ, "err")
-    sel.register(r_fd, selectors.EVENT_READ, "res")
+    bufs = {k: bytearray() for k in streams}
+    for key, f in streams.items():
+        sel.register(f, selectors.EVENT_READ, key)
     deadline = t0 + lim.timeout_s
     status = None
     exited_at = None
+    cap = lim.max_output_bytes
     while sel.get_map():
         now = time.monotonic()
         if now >= deadline:
             status = "timeout"
             break
-        if exited_at is None and proc.poll() is not None:
+        if exited_at is None and decider.poll() is not None:
             exited_at = now
         if exited_at is not None and now - exited_at > 0.5:  # leftovers hold the pipes open: stop waiting
             break
@@ -334,25 +403,36 @@ def _collect(proc: subprocess.Popen, r_fd: int, lim: SandboxLimits, n_tests: int
             if not chunk:
                 sel.unregister(key.fileobj)
                 continue
+            if key.data in ("jout", "jerr") and len(bufs[key.data]) > cap:
+                continue  # the judge's own output: kept up to the cap, the rest read and dropped
             bufs[key.data] += chunk
-        if len(bufs["out"]) + len(bufs["err"]) > lim.max_output_bytes:
+        if len(bufs["out"]) + len(bufs["err"]) > cap:
             status = "output_limit"
             break
     sel.close()
-    _kill_group(proc)
-    rc = proc.wait()
-    lines = bytes(bufs["res"]).split(b"\n")
+    main = procs[0]
+    if status is None and main is not decider:  # the judge is done: the program's process ends on its own
+        try:
+            main.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        _kill_group(p)
+    rc = main.wait()
+    lines = bytes(bufs.get("res", b"")).split(b"\n")
     passed = [ln == b"P" for ln in lines if ln in (b"P", b"F")][:n_tests]
     passed += [False] * (n_tests - len(passed))
     if status is None:
         status = "ok" if rc == 0 else ("signal" if rc < 0 or rc >= 128 else "error")
-    cap = lim.max_output_bytes
+    stderr = bytes(bufs["err"][:cap]).decode("utf-8", "replace")
+    if bufs.get("jerr"):
+        stderr += "\n[tests]\n" + bytes(bufs["jerr"][:cap]).decode("utf-8", "replace")
     return SandboxResult(
         status=status,
         passed=passed,
         returncode=rc,
         stdout=bytes(bufs["out"][:cap]).decode("utf-8", "replace"),
-        stderr=bytes(bufs["err"][:cap]).decode("utf-8", "replace"),
+        stderr=stderr,
         duration_s=time.monotonic() - t0,
     )
 
@@ -381,7 +461,7 @@ def run_io_tests(
 ) -> list[bool]:
     """Run `program` once per (stdin, expected stdout) case; a case passes when the run exits 0 and its
     output equals the expected one (trailing spaces and blank lines ignored). The verdict is made here, from
-    the output, so the program cannot forge it (unlike assert tests, see docs/security.md)."""
+    the output (docs/security.md)."""
     if not cases:
         raise ConfigError("run_io_tests needs at least one (stdin, expected stdout) case")
     out = []

@@ -1,0 +1,192 @@
+"""Every sandboxed process dies with its run, whatever the trainer does (exits, is killed, is stopped), and
+a run cannot grow resources through a nested user namespace. The trainer here is a separate Python process
+that this test kills or stops while its run is in flight."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lengthrl.tasks.base import Sample
+from lengthrl.tasks.code_task import CodeTask
+from lengthrl.verifiers import SandboxLimits, isolation, run_program
+from lengthrl.verifiers.sandbox import RUN_TAG, UID_BASE, UID_SPAN, WEAK_ENV
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+LIM = SandboxLimits(timeout_s=20, cpu_s=10, memory_bytes=512 << 20, max_output_bytes=64 << 10)
+
+# daemons that leave the process group and sleep far past any deadline
+DAEMONS = (
+    "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n        time.sleep(300)\n"
+    "        os._exit(0)\nprint('started', flush=True)\ntime.sleep(300)\n"
+)
+
+TRAINER = textwrap.dedent(
+    """
+    import sys
+    from dataclasses import replace
+    from lengthrl.verifiers.sandbox import SandboxLimits, isolation, run_program
+    mode, timeout, assert_mode = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    prog = sys.stdin.read()
+    print("running", flush=True)
+    run_program(prog, ["assert True"] if assert_mode else None, limits=SandboxLimits(timeout_s=timeout, cpu_s=300), iso=iso)
+    """
+)
+
+
+def _run_processes() -> set[int]:
+    """Sandbox processes: their command line carries the run tag, or they run under a sandbox user id."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if RUN_TAG.encode() in (d / "cmdline").read_bytes():
+                out.add(int(d.name))
+                continue
+            for line in (d / "status").read_text().splitlines():
+                if line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                    if UID_BASE <= uid < UID_BASE + UID_SPAN or uid == 65534:
+                        out.add(int(d.name))
+                    break
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _run_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("lengthrl-sbx-*")}
+
+
+def _wait(cond, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def _modes():
+    iso = isolation()
+    modes = []
+    if iso.namespaces:
+        modes.append("ns")
+    if iso.drop_user:
+        modes.append("weak-nobody")
+    if iso.per_run_uid:
+        modes.append("weak-uid")
+    return modes
+
+
+def _start_trainer(mode: str, timeout: float, assert_mode: bool, prog: str = DAEMONS) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=SRC, **{WEAK_ENV: "1"})
+    p = subprocess.Popen([sys.executable, "-c", TRAINER, mode, str(timeout), "1" if assert_mode else "0"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    p.stdin.write(prog)
+    p.stdin.close()
+    assert p.stdout.readline().strip() == "running"
+    return p
+
+
+@pytest.mark.parametrize("assert_mode", [False, True], ids=["script", "assert"])
+@pytest.mark.parametrize("mode", _modes())
+def test_killing_the_trainer_ends_its_run(mode, assert_mode):
+    before_procs, before_dirs = _run_processes(), _run_dirs()
+    trainer = _start_trainer(mode, timeout=120, assert_mode=assert_mode)
+    try:  # the program and its 3 daemons are up
+        assert _wait(lambda: len(_run_processes() - before_procs) >= 4, 30), _run_processes() - before_procs
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert _wait(lambda: not (_run_processes() - before_procs), 15), _run_processes() - before_procs
+    assert _wait(lambda: not (_run_dirs() - before_dirs), 10), _run_dirs() - before_dirs
+
+
+@pytest.mark.parametrize("mode", [m for m in _modes() if m != "weak-uid"])
+def test_a_stopped_trainer_cannot_keep_its_run_alive(mode):
+    """The run's init has its own deadline (timeout_s + 2 s), so a frozen trainer does not extend a run."""
+    before_procs, before_dirs = _run_processes(), _run_dirs()
+    trainer = _start_trainer(mode, timeout=3, assert_mode=False)
+    try:
+        assert _wait(lambda: len(_run_processes() - before_procs) >= 4, 30)
+        trainer.send_signal(signal.SIGSTOP)
+        gone = _wait(lambda: not (_run_processes() - before_procs), 20)
+        left = _run_processes() - before_procs
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert gone, left
+    assert _wait(lambda: not (_run_dirs() - before_dirs), 10), _run_dirs() - before_dirs
+
+
+@pytest.mark.parametrize("mode", _modes())
+def test_daemons_die_with_the_verdict(mode, monkeypatch):
+    """setsid() daemons die when the run ends, also as the shared `nobody` without a PID namespace (the run's
+    init is a child subreaper and kills what comes back to it)."""
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    before = _run_processes()
+    prog = DAEMONS.rsplit("time.sleep(300)", 1)[0]  # the main program ends at once; its daemons sleep
+    res = run_program(prog, limits=LIM, iso=iso)
+    assert res.stdout == "started\n", res.stderr[-500:]
+    assert _wait(lambda: not (_run_processes() - before), 5), _run_processes() - before
+
+
+NESTED_USERNS = (
+    "import ctypes, os, subprocess\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
+    "print('unshare+mount', libc.unshare(0x10000000 | 0x00020000), ctypes.get_errno())\n"  # | CLONE_NEWNS
+    "r = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',"
+    " 'mount -t tmpfs none /box && echo mounted'], capture_output=True, text=True)\n"
+    "print('tool', r.returncode, r.stdout.strip())\n"
+    "print(subprocess.run(['/bin/echo', 'children-still-work'], capture_output=True, text=True).stdout.strip())\n"
+    "pid = os.fork()\nif pid == 0:\n    os._exit(7)\nprint('fork', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+)
+
+
+@pytest.mark.parametrize("mode", _modes())
+def test_nested_user_namespaces_are_refused(mode, monkeypatch):
+    """A nested user namespace would give the program mount rights (a tmpfs holds memory outside RLIMIT_AS):
+    seccomp refuses CLONE_NEWUSER in unshare and clone; fork and subprocesses still work."""
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    res = run_program(NESTED_USERNS, limits=LIM, iso=iso)
+    lines = res.stdout.splitlines()
+    assert lines[0] == "unshare -1 1" and lines[1] == "unshare+mount -1 1", res.stdout + res.stderr[-500:]
+    assert lines[2].startswith("tool ") and "mounted" not in lines[2] and not lines[2].startswith("tool 0")
+    assert lines[3:] == ["children-still-work", "fork 7"]
+
+
+@pytest.mark.parametrize("mode,assert_mode", [(m, a) for m, a in [("ns", False), ("ns", True), ("weak-uid", True)]
+                                               if m in _modes()])
+def test_deep_tree_through_code_task_score(mode, assert_mode, monkeypatch):
+    """A 4000-deep directory tree neither raises out of CodeTask.score nor leaves the run directory."""
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    monkeypatch.setattr("lengthrl.verifiers.sandbox.isolation", lambda: iso)
+    before = _run_dirs()
+    deep = "import os\nfor _ in range(4000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')\n"
+    prog = deep + "def f(x):\n    return x\n"
+    meta = {"tests": ["assert f(1) == 1"]} if assert_mode else {"io_tests": [["", "deep\n"]]}
+    task = CodeTask([Sample(id="s", prompt="p", answer="", meta=meta)], limits=replace(LIM, disk_bytes=64 << 20))
+    score = task.score(task.samples()[0], f"```python\n{prog}```")
+    assert score.reward == 1.0
+    assert _run_dirs() - before == set()

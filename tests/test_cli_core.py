@@ -27,9 +27,11 @@ def test_audit_command_writes_table_json_and_plot(tmp_path, capsys):
     assert rc == 0
     assert "luspo" in out and "MISMATCH" not in out
     rows = json.loads((tmp_path / "audit.json").read_text())
-    assert len(rows) == len(LOSSES) * 2 * 2 and all(r["ok"] for r in rows)
+    # every loss under its own aggregation, then grpo's term under prompt-mean
+    assert len(rows) == (len(LOSSES) + 1) * 2 * 2 and all(r["ok"] for r in rows)
+    assert [r["agg"] for r in rows[-4:]] == ["prompt-mean"] * 4
     # grpo: a long response's token gets |y_short|/|y_long| of a short one's weight; luspo: the same
-    g = {(r["loss"], r["length"], r["advantage"]): r["per_token_weight"] for r in rows}
+    g = {(r["loss"], r["length"], r["advantage"]): r["per_token_weight"] for r in rows if not r["agg"]}
     assert g[("grpo", 32, 1.0)] / g[("grpo", 4, 1.0)] == 4 / 32
     assert g[("luspo", 32, 1.0)] == g[("luspo", 4, 1.0)]
     assert (tmp_path / "audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -147,3 +147,19 @@ def test_registration_is_idempotent_and_errors_name_the_fix():
     with pytest.raises(ConfigError, match="equal size"):
         core_algos.get_adv_estimator_fn("lengthrl_grpo")(torch.zeros(3, 2), torch.ones(3, 2),
                                                          np.array(["a", "a", "b"], dtype=object))
+
+
+def test_drift_audit_live_equals_the_recorded_fixture():
+    """`lengthrl audit --against verl` on the installed verl reproduces the table recorded in
+    tests/fixtures/verl_drift.pt (which tests/test_drift.py checks where verl is absent)."""
+    from pathlib import Path
+
+    from lengthrl.analysis import drift
+
+    live = drift.verl_rows()
+    rec = drift.verl_rows(Path(__file__).parent / "fixtures" / "verl_drift.pt")
+    assert live[0].framework == f"verl {verl.__version__}" == "verl 0.9.1"
+    assert [(r.theirs, r.length, r.advantage, r.ok) for r in live] == \
+        [(r.theirs, r.length, r.advantage, r.ok) for r in rec]
+    for a, b in zip(live, rec):
+        assert a.theirs_w == pytest.approx(b.theirs_w, rel=1e-12, abs=1e-15)

@@ -98,9 +98,36 @@ PEERS = """
   responses more say in the std.
 - verl's GRPO gives a group of one its raw reward as advantage (mean 0, std 1); ours gives 0 (a group of one
   carries no relative signal).
+- verl 0.9.1's `sapo` and its rollout correction (`tests/test_drift.py`, on outputs of verl's own code recorded
+  by `tests/fixtures/record_verl_drift.py`): `compute_policy_loss_sapo` equals our sapo (loss and gradient, 1e-7,
+  at ratios near and far from 1) under seq-mean-token-mean, which verl uses **whatever `loss_agg_mode` says**;
+  `compute_rollout_correction_weights` (token and sequence level, a TIS upper bound 2.0 and an IcePop band
+  0.5_1.5) equals our `rollout_is_weights` (token_/sequence_truncate, token_/sequence_mask) to 1e-12, and verl's
+  vanilla loss with those weights equals our `policy_loss(..., rollout_is=...)`.
 - Peer bugs this library is tested against: GSPO aggregated by token-mean (reweights sequences by length; our
   gspo uses seq-mean-token-mean and the audit shows the resulting weight), and luspo dividing by |y_i| twice
   (length squared over T; our luspo's per-token gradient is A/B' whatever the length: property-tested).
+
+## The version-drift audit (`lengthrl audit --against trl|verl`)
+The cross-checks above pin one version of each framework; users run whatever is installed. `lengthrl audit
+--against trl` imports the installed TRL, calls its `GRPOTrainer._compute_loss` on a stand-in trainer for every
+`loss_type` / `importance_sampling_level` (grpo, bnpo, dr_grpo, dapo, cispo, grpo/sequence = GSPO, luspo, sapo,
+vespo) on the audit's probe batch (|y| = 8 and 64, A = +1 and -1, ratio 1) and prints each response's per-token
+gradient weight next to lengthrl's definition, naming TRL's version and flagging a row that differs (rel 1e-6);
+exit 1 when one does (`lengthrl.analysis.drift`). `--against verl` does the same with verl's registered policy
+losses (vanilla, gspo, sapo, cispo) under each of its five `loss_agg_mode`s, in the environment where verl is
+installed (`make test-integrations` builds it), or from gradients recorded there (`--recorded
+tests/fixtures/verl_drift.pt`). Measured: TRL 1.16.0 matches on all 36 rows (the known table, tested); a planted
+LUSPO variant weighting each sequence by |y|²/T_tot (the pre-1.16 bug's shape) is flagged on its 4 rows; verl
+0.9.1 matches on 66 of 80 rows, the 14 others being `sapo` under every mode but seq-mean-token-mean (its weight
+stays A/(B'·|y|)), i.e. verl's `sapo` ignores `loss_agg_mode`.
+
+## prompt-mean in the trainer
+`loss_agg_mode = "prompt-mean"` trains: `ppo_update` passes each row's group token count T_p (over the
+mini-batch, whose groups are whole on one rank) and the global number of groups P, so micro-batches and ranks
+sum to the mini-batch's loss (tests/test_prompt_mean_train.py, tests/test_dynamic_sampling.py with 2 ranks).
+A loss normalised per micro-batch (bnpo) refuses it. `lengthrl audit` adds grpo's term under prompt-mean
+(A_i/(P·T_p), each length's responses one group).
 """
 
 

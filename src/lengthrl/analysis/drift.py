@@ -1,5 +1,5 @@
 """Version-drift audit: the per-token gradient weight of an INSTALLED framework's own loss code on the audit's
-probe batch (`lengthrl.analysis.audit.probe_batch`: responses of |y| = 8 and 64 with A = +1 and -1, ratio 1),
+probe batch (`lengthrl.analysis.probe.probe_batch`: responses of |y| = 8 and 64 with A = +1 and -1, ratio 1),
 next to lengthrl's definition of the same objective, flagging every row where they differ.
 
 Every framework has shipped a length-bias change in its aggregation (TRL's LUSPO weighting before 1.16, verl's
@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from lengthrl.analysis.audit import AGG_WEIGHTS, Probe, probe_batch, token_weights
+from lengthrl.analysis.probe import AGG_WEIGHTS, Probe, probe_batch, token_weights
 from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.objectives import LOSSES, policy_loss
 

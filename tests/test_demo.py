@@ -2,8 +2,14 @@
 
 import json
 
+import pytest
+
 from lengthrl.demo import run_demo, verdicts
 from lengthrl.models import save_tiny_random_model
+
+
+def v_len(d):
+    return json.loads((d / "eval.json").read_text())["metrics"]["len/mean"]
 
 
 def test_demo_writes_report_summary_and_audit(tmp_path):
@@ -22,21 +28,34 @@ def test_demo_writes_report_summary_and_audit(tmp_path):
         assert json.loads((out / name / "eval.json").read_text())["metrics"]["n_prompts"] == 4
     assert (out / "report.html").read_text().count("data:image/png;base64") >= 3
     md = (out / "report.md").read_text()
-    assert "Does the organism reproduce" in md and "GSPO vs LUSPO" in md
-    assert json.loads((out / "summary.json").read_text())["verdicts"] == s["verdicts"]
+    assert "Does the organism reproduce" in md and "LUSPO ends with longer responses" in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdicts"] == s["verdicts"] and len(summary["verdicts"]) == 3
+    for v in summary["verdicts"]:
+        assert v["status"] in ("reproduced", "not_reproduced", "inconclusive") and v["n_seeds"] == 2
+        assert v["ci"][0] <= v["estimate"] <= v["ci"][1] and len(v["ci"]) == 2
+    assert summary["per_seed"]["luspo"][1]["len/mean"] == v_len(out / "luspo-seed1")
+    assert (out / "sft-seed1" / "eval.json").exists()
     assert (out / "audit.png").exists()
 
 
-def test_verdicts_follow_the_numbers():
+def test_verdicts_are_judged_over_seeds():
     def m(acc, length):
-        return {"acc": acc, "len/mean": length, "len/median": length, "len/p90": length + 12.8, "n_records": 400}
+        return {"acc": acc, "len/mean": length}
 
-    base = m(0.5, 100.0)
-    v = verdicts({"sft": base, "gspo": m(0.5, 50.0), "luspo": m(0.6, 80.0), "dler": m(0.49, 40.0)})
-    assert "reproduces that direction" in v[0] and "ratio 1.60" in v[0]
-    assert "60% shorter" in v[1] and "reproduces the direction" in v[1]
-    v = verdicts({"sft": base, "gspo": m(0.5, 90.0), "luspo": m(0.6, 80.0), "dler": m(0.2, 40.0)})
-    assert "does NOT reproduce (GSPO is longer)" in v[0] and "does NOT reproduce" in v[1]
-    # a difference inside the noise (2 s.e. = 2 * sqrt(2) * 10/20 = 1.4 tokens) is called no clear difference
-    v = verdicts({"gspo": m(0.5, 28.3), "luspo": m(0.5, 28.6)})
-    assert "no clear difference" in v[0]
+    seeds = (0, 1, 2, 3)
+    base = [m(0.5, 100.0)] * 4
+    per = {"sft": base, "gspo": [m(0.5, x) for x in (50, 52, 48, 51)],
+           "luspo": [m(0.6, x) for x in (80, 79, 83, 81)], "dler": [m(a, 40.0 + i) for i, a in enumerate((.49, .5, .52, .5))]}
+    v = verdicts(per, seeds)
+    assert [x.status for x in v] == ["reproduced", "reproduced", "reproduced"]
+    assert v[0].n_seeds == 4 and v[0].per_seed["luspo"] == [80, 79, 83, 81] and v[0].ci[0] > 0
+    assert v[1].per_seed == pytest.approx([0.60, 0.59, 0.58, 0.57])
+    # GSPO longer on every seed: not reproduced; DLER losing 0.3 accuracy: not reproduced
+    per2 = {**per, "gspo": [m(0.5, x) for x in (90, 92, 88, 91)], "dler": [m(0.2, 40.0), m(0.21, 41), m(0.19, 40),
+                                                                           m(0.2, 42)]}
+    v = verdicts(per2, seeds)
+    assert v[0].status == "not_reproduced" and v[2].status == "not_reproduced" and v[1].status == "reproduced"
+    # a difference inside the run-to-run spread is inconclusive, however many eval samples each run had
+    per3 = {"gspo": [m(0.5, x) for x in (28, 30, 27, 29)], "luspo": [m(0.5, x) for x in (31, 26, 29, 28.5)]}
+    assert verdicts(per3, seeds)[0].status == "inconclusive"

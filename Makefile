@@ -45,16 +45,26 @@ demo-budget: $(STAMP)
 	$(VENV)/bin/lengthrl demo-budget --out runs/demo-budget
 
 # When length buys accuracy (docs/organism.md): the count_letters 'ab' 6-10 organism variant (2000 SFT steps,
-# reused when built), then GSPO and LUSPO from it, seeds 0 and 1, and the per-style summaries pooled over seeds.
+# reused when built), then GSPO and LUSPO from it, seeds 0-3, the per-style summaries pooled over seeds, and the
+# LUSPO paper's claims judged over the four training seeds (`lengthrl verdict`, runs/lenacc/verdict_*.json).
 LENACC_KNOBS := --knob count_letters.min_len=6 --knob count_letters.max_len=10 --knob count_letters.alphabet=ab \
 	--knob count_letters.style_weights=1,2,0
+LENACC_SEEDS := 0 1 2 3
 demo-lenacc: $(STAMP)
 	$(VENV)/bin/lengthrl organism --out runs/organism-lenacc --steps 2000 $(LENACC_KNOBS)
-	for loss in gspo luspo; do for seed in 0 1; do \
+	for loss in gspo luspo; do for seed in $(LENACC_SEEDS); do \
 		$(VENV)/bin/lengthrl train --config configs/lenacc_$$loss.toml --set seed=$$seed --set threads=1 --quiet \
-			--out runs/lenacc/$$loss-s$$seed || exit 1; done; done
-	for loss in gspo luspo; do $(VENV)/bin/lengthrl styles runs/lenacc/$$loss-s0/eval.json \
-		runs/lenacc/$$loss-s1/eval.json --pool || exit 1; done
+			--out runs/lenacc/$$loss-s$$seed --overwrite || exit 1; done; done
+	for loss in gspo luspo; do $(VENV)/bin/lengthrl styles $(foreach s,$(LENACC_SEEDS),runs/lenacc/$$loss-s$(s)/eval.json) \
+		--pool || exit 1; done
+	$(VENV)/bin/lengthrl verdict $(foreach s,$(LENACC_SEEDS),runs/lenacc/gspo-s$(s)) \
+		--vs $(foreach s,$(LENACC_SEEDS),runs/lenacc/luspo-s$(s)) --metric len/mean \
+		--claim "LUSPO ends with longer responses than GSPO" --paper "LUSPO, arXiv 2602.05261" \
+		--out runs/lenacc/verdict_length.json
+	$(VENV)/bin/lengthrl verdict $(foreach s,$(LENACC_SEEDS),runs/lenacc/gspo-s$(s)) \
+		--vs $(foreach s,$(LENACC_SEEDS),runs/lenacc/luspo-s$(s)) --metric acc \
+		--claim "LUSPO ends more accurate than GSPO" --paper "LUSPO, arXiv 2602.05261" \
+		--out runs/lenacc/verdict_accuracy.json
 
 # JustGRPO of the diffusion organism through the trainer; accuracy and pass@k (AR vs confidence order) before/after.
 demo-dllm: $(STAMP)

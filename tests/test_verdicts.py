@@ -1,5 +1,6 @@
 """Verdicts over training seeds: t-intervals, Welch intervals and the status rule, by hand and by property."""
 
+import json
 import math
 
 import pytest
@@ -98,3 +99,37 @@ def test_status_is_one_of_three_and_mirrors(lo, width, thr):
     assert s in ("reproduced", "not_reproduced", "inconclusive")
     flipped = {"reproduced": "not_reproduced", "not_reproduced": "reproduced", "inconclusive": "inconclusive"}
     assert status(lo, hi, thr, "below") == flipped[s] or lo == thr or hi == thr
+
+
+def _fake_run(d, length, acc=0.5):
+    d.mkdir(parents=True)
+    (d / "eval.json").write_text(json.dumps({"metrics": {"len/mean": length, "acc": acc, "note": "x"}}))
+    return str(d)
+
+
+def test_verdict_command_judges_two_recipes_over_seeds(tmp_path, capsys):
+    from lengthrl.cli import main
+
+    a = [_fake_run(tmp_path / f"g{s}", x) for s, x in enumerate((30, 31, 29, 30))]
+    b = [_fake_run(tmp_path / f"l{s}", x) for s, x in enumerate((40, 42, 41, 39))]
+    out = tmp_path / "v.json"
+    assert main(["verdict", *a, "--vs", *b, "--metric", "len/mean", "--claim", "LUSPO longer", "--out",
+                 str(out)]) == 0
+    assert capsys.readouterr().out.startswith("reproduced: LUSPO longer")
+    v = json.loads(out.read_text())
+    assert v["n_seeds"] == 4 and v["estimate"] == pytest.approx(10.5) and v["per_seed"]["vs"] == [40, 42, 41, 39]
+    assert main(["verdict", *a, "--metric", "acc", "--threshold", "0.6"]) == 0
+    assert capsys.readouterr().out.startswith("not_reproduced")  # all equal: interval [0.5, 0.5] < 0.6
+
+
+def test_verdict_command_errors_name_the_fix(tmp_path, capsys):
+    from lengthrl.cli import main
+
+    a = [_fake_run(tmp_path / f"g{s}", 30 + s) for s in range(2)]
+    assert main(["verdict", *a, "--metric", "len/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--metric 'len/nope'" in err and "len/mean" in err and "Traceback" not in err
+    assert main(["verdict", str(tmp_path / "missing"), *a]) == 2
+    assert "has no eval.json" in capsys.readouterr().err
+    assert main(["verdict", a[0]]) == 2
+    assert ">= 2 seeds" in capsys.readouterr().err

@@ -42,6 +42,8 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "tasks": ("lengthrl.tasks.cli",
               "list tasks, prompt templates and answer rules; preview a task or check a data file"),
     "dllm": ("lengthrl.dllm.cli", "diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis"),
+    "verdict": ("lengthrl.analysis.verdict_cli",
+                "judge a claim over training seeds: runs of one recipe (or two) with an interval over the seeds"),
     "demo-budget": ("lengthrl.control.demo",
                     "Lagrangian length controller vs DLER, L1, Kimi at one budget: table, plots, curves"),
 }

@@ -37,7 +37,7 @@ def test_demo_end_to_end_on_a_micro_model(tmp_path):
                                num_kv_heads=1, intermediate_size=64, max_position_embeddings=160)
     sets = ["prompts_per_step=2", "group_size=2", "max_new_tokens=10", "train_prompts=16", "checkpoint_every=0",
             "sample_every=0"]
-    summary = run_budget_demo(tmp_path / "out", budget=6, model=str(d), steps=2, eval_prompts=2,
+    summary = run_budget_demo(tmp_path / "out", budget=6, model=str(d), steps=2, eval_prompts=2, seed=(0, 1),
                               runs=("lagrangian", "dler"), curve_budgets=(4, 8), extra=sets, progress=False)
     assert set(summary) == {"start", "lagrangian", "dler"}
     lag = summary["lagrangian"]
@@ -48,7 +48,26 @@ def test_demo_end_to_end_on_a_micro_model(tmp_path):
     report = (tmp_path / "out" / "budget_report.md").read_text()
     assert "| lagrangian | length_budget=6 |" in report and "dler.max_len=6" in report
     data = json.loads((tmp_path / "out" / "budget_summary.json").read_text())
-    assert data["budget"] == 6
+    assert data["budget"] == 6 and data["seeds"] == [0, 1]
+    assert (tmp_path / "out" / "dler-seed1" / "eval.json").exists()
+    assert [len(data["per_seed"][n]) for n in ("lagrangian", "dler")] == [2, 2]
+    assert data["per_seed"]["dler"][0]["final_len"] == pytest.approx(summary["dler"]["final_len"])
+    v = {x["claim"].split()[1]: x for x in data["verdicts"]}
+    assert set(v) == {"Lagrangian", "ends"}
+    for x in data["verdicts"]:
+        assert x["n_seeds"] == 2 and x["status"] in ("reproduced", "not_reproduced", "inconclusive")
+        assert x["ci"][0] <= x["estimate"] <= x["ci"][1]
+    assert "Claims over seeds 0, 1" in report
+
+
+def test_budget_verdicts_by_hand():
+    from lengthrl.control.demo import budget_verdicts
+
+    per = {"lagrangian": [{"rel_gap": g} for g in (0.02, -0.03, 0.01, 0.04)],
+           "dler": [{"rel_gap": g} for g in (0.20, 0.25, 0.22, 0.3)], "kimi": [{"rel_gap": 0.5}] * 4}
+    v = budget_verdicts(per, 24, (0, 1, 2, 3))
+    assert [x.status for x in v] == ["reproduced", "not_reproduced"]  # kimi has no claim; l1_exact did not run
+    assert v[0].per_seed == [0.02, 0.03, 0.01, 0.04] and v[1].per_seed == [0.20, 0.25, 0.22, 0.3]
 
 
 def test_report_table_marks_a_run_that_never_reaches_the_budget():

@@ -124,12 +124,49 @@ def report_table(summary: dict, budget: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+# claims judged over seeds: recipe -> (claim, paper, per-seed measure, threshold, direction)
+BUDGET_CLAIMS = {
+    "lagrangian": ("the Lagrangian controller ends within 10% of the budget (final training length)",
+                   "PID Lagrangian, arXiv 2007.03964", "abs_gap", 0.10, "below"),
+    "l1_exact": ("L1-exact ends within 10% of its target length (final training length)",
+                 "L1 / LCPO, arXiv 2503.04697", "abs_gap", 0.10, "below"),
+    "dler": ("DLER ends at or under its length cap (final training length)", "DLER, arXiv 2510.15110",
+             "rel_gap", 0.0, "below"),
+}
+
+
+def budget_verdicts(per_seed: dict[str, list[dict]], budget: float, seeds: tuple[int, ...]) -> list:
+    """The BUDGET_CLAIMS of the recipes that ran, each judged over the seeds' final training lengths:
+    abs_gap = |final_len - B| / B, rel_gap = (final_len - B) / B (lengthrl.analysis.verdicts)."""
+    from lengthrl.analysis.verdicts import judge_one
+
+    out = []
+    for name, (claim, paper, measure, thr, direction) in BUDGET_CLAIMS.items():
+        rows = per_seed.get(name)
+        if not rows or any(r.get("rel_gap") is None for r in rows):
+            continue
+        vals = [abs(r["rel_gap"]) if measure == "abs_gap" else r["rel_gap"] for r in rows]
+        words = "|final_len - B| / B" if measure == "abs_gap" else "(final_len - B) / B"
+        out.append(judge_one(claim, paper, f"{words} at B={budget:g}", vals, thr, direction, seeds))
+    return out
+
+
+def _verdict_md(found: list, seeds: tuple[int, ...]) -> str:
+    if not found:
+        return ("## Claims over seeds\n\nOne seed: no verdict (an interval over training seeds needs >= 2; "
+                "pass `--seeds 0,1,2,3`).\n\n")
+    return (f"## Claims over seeds {', '.join(map(str, seeds))}\n\nEach claim on one value per training seed, "
+            "95% t-interval over the seeds (the tables above are the first seed's runs).\n\n"
+            + "".join(f"- **{v.status.replace('_', ' ')}**: {v.text()}\n" for v in found) + "\n")
+
+
 def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int | None = None,
-                    eval_prompts: int = 100, seed: int = 0, runs: tuple[str, ...] = RUNS,
+                    eval_prompts: int = 100, seed: int | tuple[int, ...] = 0, runs: tuple[str, ...] = RUNS,
                     curve_budgets: tuple[int, ...] = (8, 16, 32, 64, 128), extra: list[str] | None = None,
                     progress: bool = True) -> dict:
-    """Train every run of `runs` aimed at `budget`, evaluate, draw the plots, write the report; returns the
-    summary dict (also in OUT/budget_summary.json)."""
+    """Train every run of `runs` aimed at `budget` once per seed, evaluate, draw the plots, write the report;
+    returns the summary dict of the first seed's runs (also in OUT/budget_summary.json, with every seed's
+    figures under "per_seed" and the claims judged over the seeds under "verdicts")."""
     from rich.console import Console
 
     from lengthrl.eval.budget import budget_curve, knee, plot_curves, save_curves
@@ -141,6 +178,8 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     model_dir = str(resolve_model_dir(model or "organism"))
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    seed = seeds[0]
     overrides = [f"model={json.dumps(model_dir)}", f"eval_prompts={eval_prompts}", f"seed={seed}", *(extra or [])]
     if steps is not None:
         overrides.append(f"steps={steps}")
@@ -161,6 +200,17 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
                          "eval": json.loads((out / name / "eval.json").read_text())["metrics"],
                          "train_time_s": time.perf_counter() - t}
         finals[name] = str(out / name / "final")
+    per_seed = {name: [{k: summary[name].get(k) for k in ("final_len", "rel_gap", "final_acc")}
+                       | {"eval_acc": summary[name]["eval"]["acc"]}] for name in runs}
+    for sd in seeds[1:]:
+        for name in runs:
+            cfg, note = aimed_config(name, budget, [*overrides, f"seed={sd}"])
+            console.rule(f"{name} seed {sd}: {note}")
+            d = out / f"{name}-seed{sd}"
+            sm = summarize_run(train(cfg, d, progress=progress).metrics.rows(), budget)
+            per_seed[name].append({k: sm.get(k) for k in ("final_len", "rel_gap", "final_acc")}
+                                  | {"eval_acc": json.loads((d / "eval.json").read_text())["metrics"]["acc"]})
+    found = budget_verdicts(per_seed, budget, seeds) if len(seeds) >= 2 else []
     plot_training(histories, budget, out / "budget_training.png")
     params = SamplingParams(temperature=0.0, seed=seed)
     prompts = base.task.samples("test", eval_prompts, seed=seed)
@@ -183,10 +233,12 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
           f"{_how(base_cfg)}.\n\n"
           + table + "\n![training](budget_training.png)\n\n## Accuracy under budget forcing (greedy)\n\n"
           + "\n".join(curve_rows) + "\n\n![curves](budget_curves.png)\n\n"
-          f"Wall time {wall:.0f} s.\n")
+          + _verdict_md(found, seeds) + f"Wall time {wall:.0f} s.\n")
     (out / "budget_report.md").write_text(md)
-    (out / "budget_summary.json").write_text(json.dumps({"budget": budget, "runs": summary, "wall_time_s": wall,
-                                                         "overrides": overrides}, indent=1, default=str))
+    (out / "budget_summary.json").write_text(json.dumps(
+        {"budget": budget, "runs": summary, "seeds": list(seeds), "per_seed": per_seed,
+         "verdicts": [v.to_json() for v in found], "wall_time_s": wall, "overrides": overrides},
+        indent=1, default=str))
     console.print(md)
     return summary
 
@@ -205,7 +257,13 @@ def run_budget_demo_cmd(args) -> int:
     if missing:
         raise ConfigError(f"--runs: no recipe {', '.join(missing)} in {CONFIGS}; valid: "
                           f"{', '.join(sorted(p.stem for p in CONFIGS.glob('*.toml')))}")
-    run_budget_demo(Path(args.out), args.budget, args.model, args.steps, args.eval_prompts, args.seed, runs,
+    try:
+        seeds = (args.seed,) if args.seed is not None else tuple(int(x) for x in str(args.seeds).split(",") if x.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        raise ConfigError(f"--seeds: give comma-separated integers, got {args.seeds!r}")
+    run_budget_demo(Path(args.out), args.budget, args.model, args.steps, args.eval_prompts, seeds, runs,
                     tuple(parse_budgets(args.curve_budgets)), args.set, progress=not args.quiet)
     return 0
 
@@ -217,7 +275,10 @@ def _(p):
     p.add_argument("--model", default=None, help="a local model directory instead of the organism")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: each recipe's)")
     p.add_argument("--eval-prompts", type=int, default=100, help="held-out prompts per evaluation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2,3",
+                   help="comma-separated training seeds; every recipe is trained once per seed and the budget "
+                        "claims are judged over them (tables and curves: the first seed's runs)")
+    p.add_argument("--seed", type=int, default=None, help="one seed only (no verdicts): the same as --seeds N")
     p.add_argument("--runs", default=",".join(RUNS), help="recipes from configs/ to compare")
     p.add_argument("--curve-budgets", default="8,16,32,64,128", help="budgets of the budget-forcing curves")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")

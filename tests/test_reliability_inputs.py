@@ -79,8 +79,8 @@ CASES = {
                           r"no.jsonl' not found"),
     "prompt longer than the context": (
         data_file("d.jsonl", ROW + json.dumps({"prompt": "add " * 200, "answer": "1"}) + "\n"),
-        r"prompt 'd:1' has \d+ tokens, more than the model's context leaves for it \(\d+ = context - "
-        r"max_new_tokens\); shorten it or lower max_new_tokens"),
+        r"prompt 'd:1' has \d+ tokens, more than the limit of \d+ \(max_prompt_length, or the model's context "
+        r"minus max_new_tokens\); set long_prompts = 'truncate'"),
     # model directories
     "model dir missing": (model_dir("missing"), r"model_dir .* does not exist"),
     "model dir is a file": (model_dir("file"), r"is a file, not a model directory"),

@@ -25,6 +25,9 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
               "train a policy with any loss and length reward; metrics, samples and checkpoints in --out"),
     "config": ("lengthrl.train.cli",
                "show every training config key with type, default and doc, or a resolved config"),
+    "sft": ("lengthrl.models.sft_cli",
+            "supervised warm-up of your model on a data file (the RL data loader), so it answers in the "
+            "task's format before RL"),
     "rewards": ("lengthrl.rewards.cli",
                 "list the length-aware rewards (formula, paper, hyperparameters) or evaluate one"),
     "eval": ("lengthrl.eval.cli",

@@ -168,33 +168,33 @@ def save_png(png: bytes, path: Path) -> Path:
     return path
 
 
-def dynamics_figure(runs: Sequence[Run], names: Sequence[str]):
-    """Per step: within-group length std, length/advantage correlation (from samples.jsonl) and entropy (from
-    metrics.jsonl); None when no run has any of them."""
-    from lengthrl.analysis.dynamics import group_length_spread, length_advantage_corr  # noqa: PLC0415
+# the length-dynamics panels: (metric logged in metrics.jsonl each step, title)
+DYNAMICS_PANELS = (("len/group_std_mean", "within-group length std"), ("adv_len_corr", "corr(length, advantage)"),
+                   ("entropy", "entropy"))
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+
+def dynamics_figure(runs: Sequence[Run], names: Sequence[str]):
+    """Per step, from each run's metrics.jsonl (every response of the step, not the samples.jsonl subset): the
+    within-group length std, corr(length, advantage) and entropy, with markers so a one-step run shows; None when
+    no run logs any of them."""
+    fig, axes = plt.subplots(1, len(DYNAMICS_PANELS), figsize=(12, 3.2))
     drew = False
     for ci, (run, name) in enumerate(zip(runs, names)):
-        if run.samples:
-            g = group_length_spread(run.samples)
-            axes[0].plot([r["step"] for r in g], [r["group_std_mean"] for r in g], color=f"C{ci}", label=name)
-            drew = True
-            if all(r.get("advantage") is not None for r in run.samples):
-                c = [r for r in length_advantage_corr(run.samples) if r["corr"] is not None]
-                axes[1].plot([r["step"] for r in c], [r["corr"] for r in c], color=f"C{ci}", label=name)
-        xs, ys = run.series("entropy")
-        if xs:
-            axes[2].plot(xs, ys, color=f"C{ci}", label=name)
-            drew = True
+        for ax, (key, _) in zip(axes, DYNAMICS_PANELS):
+            xs, ys = run.series(key)
+            if xs:
+                ax.plot(xs, ys, color=f"C{ci}", label=name, marker="o", markersize=3)
+                drew = True
     if not drew:
         plt.close(fig)
         return None
     axes[1].axhline(0, color="k", lw=0.8, ls=":")
-    for ax, title in zip(axes, ("within-group length std", "corr(length, advantage)", "entropy")):
-        ax.set_title(title)
+    for ax, (key, title) in zip(axes, DYNAMICS_PANELS):
+        ax.set_title(f"{title} ({key})", fontsize=9)
         ax.set_xlabel("step")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"{key} not logged", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig

@@ -17,7 +17,7 @@ from typing import Any
 
 from lengthrl.analysis import plots
 from lengthrl.analysis.collapse import scan_collapse
-from lengthrl.analysis.dynamics import entropy_trend, group_length_spread, length_advantage_corr
+from lengthrl.analysis.dynamics import entropy_trend
 from lengthrl.analysis.lc import length_controlled_winrate
 from lengthrl.analysis.runs import Run, load_run, unique_names
 from lengthrl.commands import command
@@ -68,14 +68,11 @@ def dynamics_lines(run: Run) -> list[str]:
     t = entropy_trend(run.metrics)
     if t["slope"] is not None:
         lines.append(f"entropy {t['first']:.3g} -> {t['last']:.3g} (slope {t['slope']:.3g}/step)")
-    if run.samples:
-        spread = group_length_spread(run.samples)
-        lines.append(f"within-group length std: {spread[0]['group_std_mean']:.3g} at step {spread[0]['step']} -> "
-                     f"{spread[-1]['group_std_mean']:.3g} at step {spread[-1]['step']}")
-        if all(r.get("advantage") is not None for r in run.samples):
-            corr = [c["corr"] for c in length_advantage_corr(run.samples) if c["corr"] is not None]
-            if corr:
-                lines.append(f"length/advantage correlation: first step {corr[0]:+.3f}, last step {corr[-1]:+.3f}")
+    for key, what in (("len/group_std_mean", "within-group length std"),
+                      ("adv_len_corr", "length/advantage correlation")):
+        xs, ys = run.series(key)  # logged over every response of each step (metrics.jsonl)
+        if xs:
+            lines.append(f"{what} ({key}): {ys[0]:+.3g} at step {xs[0]:g} -> {ys[-1]:+.3g} at step {xs[-1]:g}")
     return lines
 
 

@@ -154,7 +154,7 @@ def budget_curve(policy, task: Task, budgets: Sequence[int], sampling, *, sample
             recs = []
             for start in range(0, len(prompts), batch_prompts):
                 chunk = prompts[start:start + batch_prompts]
-                fb = force_budget(policy, [_encode(tok, s.prompt) for s in chunk], n_samples, sampling, B, cue_ids,
+                fb = force_budget(policy, [_encode(tok, s) for s in chunk], n_samples, sampling, B, cue_ids,
                                   answer_tokens)
                 for r, text in enumerate(fb.texts(tok)):
                     s = chunk[r // n_samples]

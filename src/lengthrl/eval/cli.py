@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.model)
     result = run_eval(args.model, task, args.samples, ks, sampling_params(args), n_prompts=args.prompts,
                       split=args.split, seed=args.seed, batch_prompts=args.batch_prompts, out=out,
-                      baseline=baseline, progress=not args.no_progress)
+                      baseline=baseline, progress=not args.no_progress, chat_template=args.chat_template,
+                      system_prompt=args.system_prompt, max_prompt_length=args.max_prompt_length or None)
     metrics = {k: v for k, v in result.metrics.items() if v is not None}
     print_metrics(metrics, f"{result.model} on {result.task} ({args.samples} samples/prompt) -> {out}")
     return 0
@@ -122,6 +123,13 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="response budget in tokens (default 256)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (default 1.0 = off)")
+    p.add_argument("--chat-template", default="auto",
+                   help="'auto' (the tokenizer's chat template when it has one: [system], the task's prompt as the "
+                   "user turn, then the generation prompt), 'none' (the prompt text as it is) or a Jinja file; "
+                   "use what the model was trained with (default auto, as `lengthrl train`)")
+    p.add_argument("--system-prompt", default=None, help="system turn of every prompt (needs a chat template)")
+    p.add_argument("--max-prompt-length", type=int, default=0,
+                   help="keep each prompt's last N tokens (default 0 = whole prompts)")
     p.add_argument("--batch-prompts", type=int, default=8, help="prompts per generate call (default 8)")
     p.add_argument("--baseline", default=None, help="eval JSON of the baseline model, for AES")
     p.add_argument("--out", default=None, help="eval JSON to write (default ./eval-<model dir name>.json)")

@@ -23,6 +23,7 @@ from lengthrl.errors import ConfigError, DataError
 from lengthrl.eval.metrics import summarize
 from lengthrl.eval.records import EvalRecord, EvalResult, save_eval
 from lengthrl.tasks.base import Sample, Task
+from lengthrl.tasks.chat import PLAIN, PromptFormat
 
 log = logging.getLogger("lengthrl.eval")
 
@@ -64,10 +65,13 @@ def load_policy_from_dir(model_dir: str | Path, seed: int = 0) -> tuple[Any, Any
     return HFEngine(model, tok, seed=seed), tok
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of a prompt: tokenizer(text)["input_ids"] (as the trainer encodes), else tokenizer.encode(text)."""
-    ids = tokenizer(text)["input_ids"] if callable(tokenizer) else tokenizer.encode(text)
-    return [int(t) for t in ids]
+def _encode(tokenizer: Any, sample: Sample, fmt: PromptFormat = PLAIN, max_prompt_length: int | None = None
+            ) -> list[int]:
+    """Token ids of a prompt, as the trainer encodes it: the prompt format (plain text: tokenizer(text)
+    ["input_ids"], else tokenizer.encode(text); or the chat template), cut to its last `max_prompt_length`
+    tokens when set."""
+    ids = fmt.encode(tokenizer, sample)
+    return ids[-max_prompt_length:] if max_prompt_length else ids
 
 
 def _texts(batch: Any, tokenizer: Any, ids: np.ndarray, mask: np.ndarray) -> list[str]:
@@ -82,7 +86,9 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
              samples: Sequence[Sample] | None = None, n_prompts: int | None = None, split: str = "test",
              seed: int = 0, batch_prompts: int = 8, out: str | Path | None = None,
              baseline: dict[str, Any] | None = None, progress: bool = True, model_name: str | None = None,
-             tokenizer: Any = None, truncated_correct: bool = False) -> EvalResult:
+             tokenizer: Any = None, truncated_correct: bool = False, prompt_format: PromptFormat | None = None,
+             chat_template: str | None = None, system_prompt: str | None = None,
+             max_prompt_length: int | None = None) -> EvalResult:
     """Evaluate `policy` on `task` with `n_samples` responses per prompt and return (and optionally write) the
     eval result.
 
@@ -90,7 +96,10 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
     `task.samples(split, n_prompts, seed)`). ks: the k of pass@k (each <= n_samples). sampling: passed to
     `generate` unchanged. batch_prompts: prompts per `generate` call. baseline: a summary dict (acc, len/mean)
     for AES. progress: show a rich progress bar. truncated_correct: count a truncated response (no EOS
-    within the budget) by its verdict; by default it is wrong (reward 0), as in training.
+    within the budget) by its verdict; by default it is wrong (reward 0), as in training. prompt_format: how
+    prompts become token ids (`lengthrl.tasks.chat`; the trainer passes its own); without it, `chat_template`
+    ('auto' / 'none' / a Jinja file; default plain text) and `system_prompt` build one from the tokenizer.
+    max_prompt_length: keep each prompt's last this many tokens.
     """
     if n_samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {n_samples}")
@@ -106,6 +115,10 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
     tok = tokenizer if tokenizer is not None else getattr(policy, "tokenizer", None)
     if tok is None or not hasattr(policy, "generate"):
         raise ConfigError("policy must have generate(prompt_ids, n, params) and a tokenizer")
+    if prompt_format is None:
+        from lengthrl.tasks.chat import prompt_format as make_format  # noqa: PLC0415
+
+        prompt_format = make_format(tok, chat_template, system_prompt, key="--chat-template")
     prompts = list(samples) if samples is not None else task.samples(split, n_prompts, seed)
     if not prompts:
         raise DataError(f"task {task.name!r} gave no prompts for split {split!r}; for a data file hold out rows "
@@ -120,7 +133,8 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
         job = bar.add_task(f"eval {task.name}", total=len(prompts) * n_samples)
         for start in range(0, len(prompts), batch_prompts):
             chunk = prompts[start:start + batch_prompts]
-            batch = policy.generate([_encode(tok, s.prompt) for s in chunk], n_samples, sampling)
+            batch = policy.generate([_encode(tok, s, prompt_format, max_prompt_length) for s in chunk], n_samples,
+                                    sampling)
             ids, mask = _field(batch, "response_ids"), _field(batch, "response_mask").astype(bool)
             lengths, trunc = _field(batch, "lengths"), _field(batch, "truncated").astype(bool)
             if len(lengths) != len(chunk) * n_samples:

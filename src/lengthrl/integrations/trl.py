@@ -27,6 +27,12 @@ completion_ids=, **columns) -> list[float]`; lengths are in tokens (completion_i
 counts). Group-relative rewards need each call's batch to be whole, contiguous groups of `num_generations`
 (checked on every call).
 
+Prompts: TRL applies the processing class's chat template itself when the dataset's `prompt` column is
+conversational. To prompt as `lengthrl train` does with `chat_template = "auto"` (lengthrl.tasks.chat), give
+each row `prompt = lengthrl.tasks.chat.PromptFormat(system_prompt=...).messages(sample)`: [system], the data's
+earlier turns, then the task's templated prompt as the user turn; TRL adds the generation prompt after it. Plain
+string prompts are tokenized as they are (as lengthrl does for a tokenizer without a template).
+
 Metrics: the length statistics of lengthrl (`len/mean`, `len/p90`, `len/group_std_mean`, `trunc_rate`,
 `adv_len_corr`, mean length of positive- and negative-advantage responses) are logged with TRL's metrics.
 """

@@ -10,6 +10,9 @@ Examples of mappings (`FieldMap`):
 - GSM8K export: prompt_field="question", answer_field="answer", answer_rule="hash" ("... #### 72")
 - MATH export: prompt_field="problem", answer_field="solution", answer_rule="boxed"
 - DAPO-Math-17K export (flattened): prompt_field="prompt", answer_field="solution" (already the answer)
+- conversational data (TRL's format): a prompt column of [{"role", "content"}, ...] messages, e.g.
+  prompt_field="messages"; the last user turn is the prompt (templates apply to it), earlier turns are kept for
+  the chat template (`lengthrl.tasks.chat`), a final assistant turn is the worked solution
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from lengthrl.errors import ConfigError, DataError
 from lengthrl.registry import Registry
 from lengthrl.tasks.base import Sample
+from lengthrl.tasks.chat import split_conversation
 from lengthrl.verifiers.extract import EXTRACTORS
 
 
@@ -160,6 +164,9 @@ def row_to_sample(row: dict[str, Any], fields: FieldMap, where: str, default_id:
         return row[field]
 
     prompt = get(fields.prompt_field)
+    chat, chat_answer = None, None
+    if isinstance(prompt, list):  # conversational: [{"role", "content"}, ...] (lengthrl.tasks.chat)
+        chat, prompt, chat_answer = split_conversation(prompt, where, fields.prompt_field)
     if not isinstance(prompt, str) or not prompt.strip():
         raise DataError(f"{where}: field {fields.prompt_field!r}: empty or non-text prompt ({prompt!r:.40})")
     raw_answer = _text(get(fields.answer_field))
@@ -186,7 +193,12 @@ def row_to_sample(row: dict[str, Any], fields: FieldMap, where: str, default_id:
     solution = None
     if fields.solution_field:
         solution = _text(get(fields.solution_field))
-    meta: dict[str, Any] = {"question": prompt}
+    if solution is None and chat_answer is not None:
+        solution = chat_answer  # a conversation's final assistant turn is its worked solution
+    # the row's other columns, for reward functions with TRL's signature (lengthrl.rewards.python)
+    meta: dict[str, Any] = {"question": prompt, "columns": {k: v for k, v in row.items() if k != fields.prompt_field}}
+    if chat:
+        meta["chat"] = chat
     if fields.tests_field:
         key, tests = _tests(get(fields.tests_field), where, fields.tests_field)
         meta[key] = tests

@@ -1,1 +1,25 @@
-"""The trainer: config, data order, scoring, update, checkpoints, metrics and the loop."""
+"""The trainer: config, data order, scoring, update, checkpoints, metrics and the loop.
+
+The Python training API (imported on first use, so `import lengthrl.train` stays light):
+
+    from lengthrl.train import build_config, Trainer
+    cfg = build_config("configs/luspo.toml", ["steps=20"])   # TOML file + `key=value` overrides (+ a dict)
+    rows = Trainer(cfg, "runs/luspo").run()                   # one metrics dict per step
+    # or train(cfg, out) = Trainer(...).run() and the final held-out evaluation
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"build_config": "lengthrl.train.config", "TrainConfig": "lengthrl.train.config",
+            "Trainer": "lengthrl.train.loop", "train": "lengthrl.train.loop"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lengthrl.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

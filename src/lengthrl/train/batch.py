@@ -27,6 +27,7 @@ class Gathered(NamedTuple):
     truncated: torch.Tensor  # [N] bool: hit max_new_tokens without EOS
     verdicts: list  # [N] the verifier's Score of each response
     failures: list[dict]  # verifier failures, "index" into the N rows
+    extra: dict[str, list[float]] = {}  # the user's Python reward functions: key -> [N] values
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,16 @@ class StepBatch:
         return torch.unique(group_of_row[keep])
 
     def gather(self, texts: list[str], lengths: torch.Tensor, truncated: torch.Tensor, verdicts: list,
-               failures: list[dict]) -> Gathered:
-        """This rank's texts [n], lengths [n], truncation flags [n], verdicts [n] and failures (indices into its
-        n rows) -> the whole batch's [N], in rank order, on every rank (failure indices into the N rows)."""
+               failures: list[dict], extra: dict[str, list[float]] | None = None) -> Gathered:
+        """This rank's texts [n], lengths [n], truncation flags [n], verdicts [n], failures (indices into its
+        n rows) and Python reward values ({key: [n]}) -> the whole batch's [N], in rank order, on every rank
+        (failure indices into the N rows)."""
         offset = self.lo * self.group_size
         failures = [{**f, "index": f["index"] + offset} for f in failures]
+        extra = extra or {}
         if not self.dist.enabled:
-            return Gathered(texts, lengths, truncated, verdicts, failures)
-        parts = self.dist.gather_objects((texts, lengths, truncated, verdicts, failures))
+            return Gathered(texts, lengths, truncated, verdicts, failures, extra)
+        parts = self.dist.gather_objects((texts, lengths, truncated, verdicts, failures, extra))
         return Gathered([t for p in parts for t in p[0]], torch.cat([p[1] for p in parts]),
                         torch.cat([p[2] for p in parts]), [v for p in parts for v in p[3]],
-                        [f for p in parts for f in p[4]])
+                        [f for p in parts for f in p[4]], {k: [v for p in parts for v in p[5][k]] for k in extra})

@@ -44,6 +44,17 @@ class TrainConfig:
     task: str = doc("task name (see `lengthrl tasks`), e.g. 'arith_chain', 'reasoning_gym:basic_arithmetic', "
                     "or 'data' with task_args.path", "count_letters")
     task_args: dict = doc("keyword arguments of the task (difficulty knobs, data path, field mapping)", factory=dict)
+    chat_template: str = doc("how prompts are given to the model: 'auto' (the tokenizer's chat template when it "
+                             "has one: [system_prompt], the task's prompt as the user turn, then the generation "
+                             "prompt; else the prompt text as it is), 'none' (the prompt text as it is) or the "
+                             "path of a Jinja chat template file (lengthrl.tasks.chat)", "auto")
+    system_prompt: str | None = doc("system turn of every prompt (needs a chat template; unset = none, or the "
+                                    "data's own)", None)
+    max_prompt_length: int = doc("most prompt tokens (TRL's max_prompt_length); 0 = what the context leaves "
+                                 "(max_position_embeddings - max_new_tokens), which also caps it", 0)
+    long_prompts: str = doc("a prompt over the limit: 'error' (before step 1, naming it), 'truncate' (keep its "
+                            "last max_prompt_length tokens, as TRL) or 'filter' (drop it from the training and "
+                            "held-out prompts); the count is logged", "error")
     train_prompts: int = doc("size of the pool of training prompts", 4000)
     eval_prompts: int = doc("held-out prompts evaluated at the end (0 = no evaluation)", 200)
     # ---- rollout -------------------------------------------------------------------------------------------
@@ -77,6 +88,10 @@ class TrainConfig:
     reward: list = doc("reward terms: [{name, weight, ...hyperparameters}] (see `lengthrl rewards`); a length "
                        "reward's max_len defaults to max_new_tokens; --set reward.N.key=value sets one term's key",
                        factory=lambda: [{"name": "correct", "weight": 1.0}])
+    reward_funcs: list = doc("your own Python reward functions with TRL's signature, f(prompts=, completions=, "
+                             "completion_ids=, **columns) -> [n] numbers: 'package.module:function' (weight 1) or "
+                             "{func = '...', weight = w}; added to the reward terms, logged as reward/<function> "
+                             "(lengthrl.rewards.python)", factory=list)
     dynamic_sampling: str = doc("DAPO dynamic sampling (arXiv 2503.14476): 'off'; 'drop' (groups whose rewards "
                                 "are all equal leave the update, which trains on fewer; true is 'drop'); "
                                 "'resample' (sample more prompts until prompts_per_step groups have signal, at "
@@ -389,6 +404,12 @@ def validate(cfg: TrainConfig) -> None:
     from lengthrl.models.lora import check_config as check_lora
 
     check_lora(cfg)
+    need(cfg.max_prompt_length >= 0, "max_prompt_length", "must be >= 0 (0 = what the context leaves)")
+    from lengthrl.train.prompts import LONG_PROMPTS
+
+    need(cfg.long_prompts in LONG_PROMPTS, "long_prompts", f"must be one of {', '.join(LONG_PROMPTS)}")
+    need(cfg.chat_template in ("auto", "none") or Path(cfg.chat_template).is_file(), "chat_template",
+         "must be 'auto', 'none' or the path of a Jinja chat template file that exists")
     need(cfg.logprob_chunk >= -1, "logprob_chunk", "must be -1 (off), 0 (auto) or a number of tokens >= 1")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     need(cfg.checkpoint_format in ("full", "sharded"), "checkpoint_format", "must be 'full' or 'sharded'")
@@ -418,6 +439,10 @@ def validate(cfg: TrainConfig) -> None:
         CompositeReward.from_config(reward_terms(cfg))
     except ConfigError as e:
         raise ConfigError(f"config key 'reward': {e}") from None
+    if cfg.reward_funcs:
+        from lengthrl.rewards.python import load_rewards
+
+        load_rewards(cfg.reward_funcs)  # imported now: a bad path fails before any model is loaded
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:

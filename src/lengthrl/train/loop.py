@@ -24,6 +24,7 @@ from lengthrl.errors import ConfigError, LengthRLError
 from lengthrl.models.organism import resolve_model_dir  # noqa: F401 - also importable from here
 from lengthrl.models import lora
 from lengthrl.rewards import CompositeReward
+from lengthrl.rewards.python import call_rewards, load_rewards
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
@@ -44,6 +45,7 @@ from lengthrl.train.distributed import (
 )
 from lengthrl.train.faults import pause_point
 from lengthrl.train.metrics import rollout_metrics
+from lengthrl.train.prompts import encode_prompts, fit_prompts, prompt_limit
 from lengthrl.train.runlog import RunLogger
 from lengthrl.train.scoring import reward_batch, verify_batch
 from lengthrl.train.update import UpdateBatch, UpdateResult, batched_logprobs, make_optimizer, ppo_update
@@ -53,21 +55,6 @@ log = logging.getLogger("lengthrl.train")
 
 class TrainingStopped(LengthRLError):
     """The run stopped on purpose (e.g. too many non-finite updates); the message says why."""
-
-
-def encode_prompts(tokenizer, samples, max_prompt_tokens: int | None) -> list[list[int]]:
-    out = []
-    for s in samples:
-        ids = tokenizer(s.prompt)["input_ids"]
-        if not ids:
-            raise ConfigError(f"prompt {s.id!r} is empty after tokenisation; fix the data")
-        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-            raise ConfigError(
-                f"prompt {s.id!r} has {len(ids)} tokens, more than the model's context leaves for it "
-                f"({max_prompt_tokens} = context - max_new_tokens); shorten it or lower max_new_tokens"
-            )
-        out.append(ids)
-    return out
 
 
 def step_info(m: dict, n_groups: int) -> str:
@@ -114,6 +101,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                  dist: Dist | None = None):
         from lengthrl.tasks import get_task
+        from lengthrl.tasks.chat import prompt_format
         from lengthrl.train.policy import POLICIES
 
         self.dist = dist or SINGLE  # several processes: see lengthrl.train.distributed
@@ -164,13 +152,25 @@ class Trainer:
                 self.ref = copy.deepcopy(self.model)
             self.ref.requires_grad_(False).eval()
         self.task = get_task(cfg.task, **cfg.task_args)
-        self.sampler = PromptSampler(self.task.samples("train", cfg.train_prompts, seed=cfg.seed), cfg.seed)
-        self.eval_samples = self.task.samples("test", cfg.eval_prompts, seed=cfg.seed) if cfg.eval_prompts else []
-        check_eval_split(self.task, cfg.eval_prompts, self.eval_samples)  # before any compute is spent
+        # prompts: plain text or the chat template (lengthrl.tasks.chat), at most max_prompt_tokens each
+        self.prompt_format = prompt_format(self.tok, cfg.chat_template, cfg.system_prompt)
         ctx = getattr(self.model.config, "max_position_embeddings", None)
-        self.max_prompt_tokens = ctx - cfg.max_new_tokens if ctx else None
-        encode_prompts(self.tok, [*self.sampler.pool, *self.eval_samples], self.max_prompt_tokens)  # fail early
+        self.max_prompt_tokens = prompt_limit(cfg.max_prompt_length, ctx, cfg.max_new_tokens)
+        eval_samples = self.task.samples("test", cfg.eval_prompts, seed=cfg.seed) if cfg.eval_prompts else []
+        check_eval_split(self.task, cfg.eval_prompts, eval_samples)  # before any compute is spent
+        pool, n_long = fit_prompts(self.tok, self.task.samples("train", cfg.train_prompts, seed=cfg.seed),
+                                   self.max_prompt_tokens, self.prompt_format, cfg.long_prompts, "training")
+        if len(pool) < cfg.prompts_per_step:
+            raise ConfigError(f"config key 'long_prompts': only {len(pool)} training prompts fit in "
+                              f"{self.max_prompt_tokens} tokens, fewer than prompts_per_step = "
+                              f"{cfg.prompts_per_step}; raise max_prompt_length or use long_prompts = 'truncate'")
+        self.eval_samples, _ = fit_prompts(self.tok, eval_samples, self.max_prompt_tokens, self.prompt_format,
+                                           cfg.long_prompts, "held-out")
+        check_eval_split(self.task, cfg.eval_prompts, self.eval_samples)
+        self.sampler = PromptSampler(pool, cfg.seed)
+        self.long_prompts_found = n_long  # training prompts over the limit (truncated or dropped)
         self.reward = CompositeReward.from_config(reward_terms(cfg))
+        self.reward_funcs = load_rewards(cfg.reward_funcs, reserved=self.reward.keys)  # the user's, TRL signature
         lag_cfg = lagrange_config(cfg)  # the length-budget controller (docs/budget.md), None when off
         self.lagrange = LagrangeController(lag_cfg) if lag_cfg is not None else None
         self.engine = self.policy.engine(self.model, self.tok, cfg)
@@ -351,17 +351,19 @@ class Trainer:
         sb = StepBatch(self.sampler.next(cfg.prompts_per_step), G, *self.block, dist=self.dist)  # [P] prompts
 
         # ---- rollout: G responses to each of this rank's prompts
-        roll = self._generate(encode_prompts(self.tok, sb.local_samples, self.max_prompt_tokens), index)  # [n, T]
+        roll = self._generate(self._encode(sb.local_samples), index)  # [n, T]
         t_roll = time.perf_counter() - t0
 
         # ---- verify: each rank its own responses; rewards need the whole batch, so verdicts are gathered
         local_texts = roll.texts(self.tok)  # [n]
         verdicts, fails = verify_batch(self.task, sb.local_samples, local_texts, G, timeout_s=cfg.score_timeout_s)
-        resp = sb.gather(local_texts, roll.lengths, roll.truncated, verdicts, fails)  # texts, lengths, ... [N]
+        py = self._python_rewards(sb.local_samples, local_texts, roll)  # the user's reward functions, {key: [n]}
+        resp = sb.gather(local_texts, roll.lengths, roll.truncated, verdicts, fails, py)  # texts, lengths, ... [N]
 
         # ---- reward: task and length terms, then the length controller's shaping
         scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
-                              resp.truncated, truncated_correct=cfg.truncated_correct)  # rewards [N], terms
+                              resp.truncated, truncated_correct=cfg.truncated_correct,
+                              extra={r.key: (r.weight, resp.extra[r.key]) for r in self.reward_funcs})  # [N]
         budgets = torch.zeros(0)
         if self.lagrange is not None:
             budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
@@ -371,6 +373,18 @@ class Trainer:
         adv, nonfinite = self._advantages(scored)  # [N]
         signal = dynamic.round_signal(scored.rewards, G, finite=nonfinite is None)
         return Round(sb, roll, resp, scored, budgets, adv, nonfinite, signal, t_roll)
+
+    def _python_rewards(self, samples, texts: list[str], roll) -> dict[str, list[float]]:
+        """The user's reward functions (lengthrl.rewards.python) on this rank's responses: {key: [n] values}."""
+        if not self.reward_funcs:
+            return {}
+        ids = [row[mask].tolist() for row, mask in zip(roll.response_ids, roll.response_mask.bool())]  # [n]
+        return call_rewards(self.reward_funcs, samples, texts, ids, self.cfg.group_size)
+
+    def _encode(self, samples) -> list[list[int]]:
+        """Prompt token ids of `samples` (the prompt format, cut to max_prompt_tokens with long_prompts =
+        'truncate')."""
+        return encode_prompts(self.tok, samples, self.max_prompt_tokens, self.prompt_format, self.cfg.long_prompts)
 
     def _advantages(self, scored) -> tuple[torch.Tensor, str | None]:
         """The advantages [N] of the batch's rewards, and the first non-finite reward term, reward or advantage
@@ -511,7 +525,8 @@ class Trainer:
             return run_eval(engine, self.task, n_samples=n or self.cfg.eval_samples, sampling=params,
                             samples=samples if samples is not None else self.eval_samples, tokenizer=self.tok,
                             out=self.out / f"{name}.json", progress=self.progress, model_name=str(self.model_dir),
-                            truncated_correct=self.cfg.truncated_correct)
+                            truncated_correct=self.cfg.truncated_correct, prompt_format=self.prompt_format,
+                            max_prompt_length=self.max_prompt_tokens)
 
     def _fsdp_dtype_agrees(self) -> None:
         """Under FSDP2 the compute dtype is the process group's `Dist.param_dtype`: it must be cfg's."""

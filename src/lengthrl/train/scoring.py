@@ -127,9 +127,11 @@ def verify_batch(task: Task, samples: list[Sample], texts: list[str], group_size
 
 def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Score], failures: list[dict],
                  lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None,
-                 truncated_correct: bool = False) -> Scored:
+                 truncated_correct: bool = False, extra: dict[str, tuple[float, list[float]]] | None = None
+                 ) -> Scored:
     """The reward terms and total of the whole batch from its verdicts (`verify_batch`). A truncated response
-    is wrong (`truncated_wrong`) unless `truncated_correct` (config key of the same name)."""
+    is wrong (`truncated_wrong`) unless `truncated_correct` (config key of the same name). `extra`: the user's
+    Python reward functions, {key: (weight, [N] values)}, added to the total and to the terms."""
     n = len(scores)
     if truncated is not None and not truncated_correct:
         cut = [bool(t) for t in truncated.tolist()]  # [B]
@@ -147,6 +149,10 @@ def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Sc
     kw = {k: v for k, v in kw.items() if k in needs}
     total, terms = reward(lengths, correct, group_size, format_ok=fmt, task_reward=task_reward,
                           prompt_ids=ids, **kw)
+    for key, (weight, values) in (extra or {}).items():
+        v = torch.tensor(values, dtype=torch.float64)  # [N]
+        terms = {**terms, key: v.to(torch.float32)}
+        total = (total.to(torch.float64) + weight * v).to(torch.float32)
     n_err = sum(f["kind"] == "error" for f in failures)
     return Scored(total, terms, correct, fmt, n_err, len(failures) - n_err, failures)
 

@@ -413,3 +413,33 @@ def test_length_panels_plot_the_logged_metrics_with_markers(tmp_path):
     for ax, want in zip(fig.axes, (9.09, 0.41, 1.2)):
         line = ax.lines[0]  # (the correlation panel also has its zero line)
         assert list(line.get_ydata()) == [want] and line.get_marker() == "o"  # one point, drawn as a marker
+
+
+def test_tasks_show_and_budget_curves_prompt_through_the_template(qwen_dir, tmp_path, capsys):
+    from lengthrl.eval.budget import budget_curve
+    from lengthrl.rollout import SamplingParams
+    from lengthrl.tasks import get_task
+    from lengthrl.tasks.chat import prompt_format
+
+    data = _gsm(tmp_path)
+    assert main(["tasks", "--show", f"data:{data}", "--arg", "prompt_field=question", "--arg", "answer_rule=hash",
+                 "--arg", "template=gsm8k", "--n", "1", "--model", qwen_dir, "--system-prompt", "Be brief."]) == 0
+    out = capsys.readouterr().out
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in out and "'#### <answer>'.<|im_end|>\n<|im_start|>assistant" in out
+
+    tok = _tok(qwen_dir)
+    task = get_task("data", path=data, prompt_field="question", answer_rule="hash", template="gsm8k")
+    s = task.samples("test")[0]
+
+    class Capture:
+        seen: list = []
+
+        def generate(self, prompts, n, params):
+            self.seen.extend(prompts)
+            return {"response_ids": [[5, 6]] * len(prompts) * n, "lengths": [2] * len(prompts) * n,
+                    "response_mask": [[True, True]] * len(prompts) * n, "truncated": [False] * len(prompts) * n}
+
+    pol = Capture()
+    budget_curve(pol, task, [4], SamplingParams(max_new_tokens=4), samples=[s], tokenizer=tok,
+                 chat_template="auto", system_prompt="Be brief.")
+    assert pol.seen[0] == prompt_format(tok, "auto", "Be brief.").encode(tok, s)

@@ -130,8 +130,11 @@ class BudgetPoint:
 def budget_curve(policy, task: Task, budgets: Sequence[int], sampling, *, samples: Sequence[Sample] | None = None,
                  n_prompts: int | None = None, n_samples: int = 1, tokenizer=None, cue: str = DEFAULT_CUE,
                  answer_tokens: int = 16, batch_prompts: int = 16, split: str = "test", seed: int = 0,
-                 progress: bool = False) -> list[BudgetPoint]:
-    """Accuracy at each budget (sorted ascending) for one policy (an engine or a model directory)."""
+                 progress: bool = False, chat_template: str | None = None,
+                 system_prompt: str | None = None) -> list[BudgetPoint]:
+    """Accuracy at each budget (sorted ascending) for one policy (an engine or a model directory). Prompts are
+    encoded as `run_eval` encodes them: `chat_template` ('auto' / 'none' / a Jinja file; default plain text) and
+    `system_prompt` (lengthrl.tasks.chat)."""
     budgets = sorted(set(budgets))
     if not budgets:
         raise ConfigError("--budgets: give at least one budget, e.g. --budgets 16,32,64")
@@ -142,6 +145,9 @@ def budget_curve(policy, task: Task, budgets: Sequence[int], sampling, *, sample
     if tok is None:
         raise ConfigError("budget_curve: pass tokenizer= (the policy has none)")
     cue_ids = cue_token_ids(tok, cue)
+    from lengthrl.tasks.chat import prompt_format  # noqa: PLC0415
+
+    fmt = prompt_format(tok, chat_template, system_prompt, key="--chat-template")
     prompts = list(samples) if samples is not None else task.samples(split, n_prompts, seed)
     if not prompts:
         raise DataError(f"task {task.name!r} gave no prompts for split {split!r}")
@@ -154,7 +160,7 @@ def budget_curve(policy, task: Task, budgets: Sequence[int], sampling, *, sample
             recs = []
             for start in range(0, len(prompts), batch_prompts):
                 chunk = prompts[start:start + batch_prompts]
-                fb = force_budget(policy, [_encode(tok, s) for s in chunk], n_samples, sampling, B, cue_ids,
+                fb = force_budget(policy, [_encode(tok, s, fmt) for s in chunk], n_samples, sampling, B, cue_ids,
                                   answer_tokens)
                 for r, text in enumerate(fb.texts(tok)):
                     s = chunk[r // n_samples]
@@ -236,7 +242,8 @@ def knee(points: Sequence[BudgetPoint], tol: float = 0.01) -> int | None:
 def run_budgets(models: Sequence[str], task: Task, budgets: Sequence[int], sampling, out: str | Path, *,
                 n_prompts: int | None = None, n_samples: int = 1, cue: str = DEFAULT_CUE, answer_tokens: int = 16,
                 batch_prompts: int = 16, split: str = "test", seed: int = 0,
-                progress: bool = True) -> dict[str, list[BudgetPoint]]:
+                progress: bool = True, chat_template: str | None = None,
+                system_prompt: str | None = None) -> dict[str, list[BudgetPoint]]:
     """`lengthrl eval --budgets`: the curve of each model directory on the same prompts; writes OUT (JSON) and
     OUT with suffix .png (the plot). Returns {model: points}."""
     prompts = task.samples(split, n_prompts, seed)
@@ -244,7 +251,7 @@ def run_budgets(models: Sequence[str], task: Task, budgets: Sequence[int], sampl
     for m in models:
         curves[str(m)] = budget_curve(m, task, budgets, sampling, samples=prompts, n_samples=n_samples, cue=cue,
                                       answer_tokens=answer_tokens, batch_prompts=batch_prompts, seed=seed,
-                                      progress=progress)
+                                      progress=progress, chat_template=chat_template, system_prompt=system_prompt)
     out = Path(out)
     save_curves(curves, out)
     plot_curves(curves, out.with_suffix(".png"), title=f"accuracy vs reasoning budget on {task.name}")

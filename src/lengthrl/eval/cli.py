@@ -151,7 +151,8 @@ def run_budget_curves(args: argparse.Namespace) -> int:
     curves = run_budgets(args.model, task, budgets, sampling_params(args), out, n_prompts=args.prompts,
                          n_samples=args.samples, cue=args.answer_cue.replace("\\n", "\n"),
                          answer_tokens=args.answer_tokens, batch_prompts=args.batch_prompts, split=args.split,
-                         seed=args.seed, progress=not args.no_progress)
+                         seed=args.seed, progress=not args.no_progress, chat_template=args.chat_template,
+                         system_prompt=args.system_prompt)
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 

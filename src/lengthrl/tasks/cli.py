@@ -24,6 +24,8 @@ def parse_task_args(items: list[str] | None, flag: str = "--arg") -> dict:
         "lengthrl tasks",
         "lengthrl tasks --show reasoning_gym:leg_counting --n 2",
         "lengthrl tasks --show data:gsm8k.jsonl --arg prompt_field=question --arg answer_rule=hash",
+        "lengthrl tasks --show data:gsm8k.jsonl --arg prompt_field=question --arg answer_rule=hash "
+        "--arg template=gsm8k --model /path/to/instruct-model --system-prompt 'Be brief.' --n 1",
         "lengthrl tasks --show data:math.parquet --arg prompt_field=problem --arg answer_field=solution "
         "--arg answer_rule=boxed --arg template=l1 --arg 'budgets=[512,1024]'",
     ],
@@ -38,6 +40,13 @@ def run_tasks(args) -> int:
     console = Console()
     if args.show:
         task = get_task(args.show, **parse_task_args(args.arg))
+        tok = fmt = None
+        if args.model:  # the prompt as that model is given it (its chat template, --system-prompt)
+            from lengthrl.models.loading import load_tokenizer
+            from lengthrl.tasks.chat import prompt_format
+
+            tok = load_tokenizer(args.model)
+            fmt = prompt_format(tok, args.chat_template, args.system_prompt, key="--chat-template")
         for split in ("train", "test"):
             samples = task.samples(split, n=args.n, seed=args.seed)
             console.print(f"[bold]{args.show}[/bold] {split}: showing {len(samples)}")
@@ -48,6 +57,10 @@ def run_tasks(args) -> int:
                               "task_args.test_fraction / task_args.test_path, or eval_prompts=0)")
             for s in samples:
                 console.print({"id": s.id, "prompt": s.prompt, "answer": s.answer, "target_len": s.target_len})
+                if fmt is not None:
+                    ids = fmt.encode(tok, s)
+                    console.print(f"[bold]as {args.model} is prompted[/bold] ({len(ids)} tokens):")
+                    console.print(fmt.text(tok, s), markup=False, highlight=False)
         return 0
     table = Table(title="tasks (lengthrl.tasks.TASKS)")
     table.add_column("name")
@@ -78,3 +91,7 @@ def _(p):
                    help="task keyword argument (repeatable); values parse as JSON when they can")
     p.add_argument("--n", type=int, default=3, help="samples per split to show (default 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--model", default=None, help="also print each prompt as this model directory is given it "
+                   "(its chat template, see --chat-template)")
+    p.add_argument("--chat-template", default="auto", help="with --model: 'auto' (default), 'none' or a Jinja file")
+    p.add_argument("--system-prompt", default=None, help="with --model: the system turn")

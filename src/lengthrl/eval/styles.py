@@ -49,6 +49,11 @@ SHAPES: dict[str, TraceShape] = {
         verbose=re.compile(r"min \d, left (\d+|none), ok"),
         close=re.compile(r"check: \d(<=\d)* ok, \d+ digits ok"),
     ),
+    "long_add": TraceShape(
+        step=re.compile(r"\d+: (\d\+\d\+\d=\d+ w\d c\d|carry \d w\d)"),
+        verbose=re.compile(r"\d+: (\d\+\d\+\d=\d+ w\d c\d, check \d+-\d-\d=\d ok|carry \d w\d, ok)"),
+        close=re.compile(r"read back: \d+"),
+    ),
 }
 
 

@@ -14,20 +14,23 @@ from lengthrl.commands import command
         "lengthrl organism --rebuild --threads 1",
         "lengthrl organism --out runs/organism --steps 1200 --seed 1",
         "lengthrl organism --tasks arith_chain --minutes 3 --force",
+        "lengthrl organism --preset reasoning --out runs/organism-reasoning --threads 2",
         "lengthrl organism --out runs/organism-ab --knob count_letters.min_len=8 --knob count_letters.max_len=14 "
         "--knob count_letters.alphabet=ab",
     ],
 )
 def run(args):
-    from lengthrl.models.organism import build_organism, parse_knobs, read_organism_info
+    from lengthrl.models.organism import build_organism, parse_knobs, preset, read_organism_info
 
-    overrides = {}
+    overrides = preset(args.preset) if args.preset else {}
     if args.n_eval is not None:
         overrides["n_eval"] = args.n_eval
     if args.tasks:
         overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if args.knob:
-        overrides["task_knobs"] = parse_knobs(args.knob)
+        knobs = parse_knobs(args.knob)
+        overrides["task_knobs"] = {t: {**overrides.get("task_knobs", {}).get(t, {}), **knobs.get(t, {})}
+                                   for t in {*overrides.get("task_knobs", {}), *knobs}}
     out = build_organism(out_dir=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes,
                          force=args.force, cache_dir=args.cache_dir, rebuild=args.rebuild, threads=args.threads,
                          **overrides)
@@ -44,6 +47,9 @@ def _args(p):
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and SFT order (default 0)")
     p.add_argument("--steps", type=int, default=None, help="SFT steps (default: the recipe's, 300)")
     p.add_argument("--minutes", type=float, default=None, help="cap on SFT wall time in minutes")
+    p.add_argument("--preset", default=None, choices=("reasoning",),
+                   help="a built-in organism family: 'reasoning' = multi-digit addition (long_add, 1-6 digits), "
+                        "byte-level BPE tokenizer, ~1.9M params (docs/organism.md); other flags override it")
     p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
     p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 100)")
     p.add_argument("--cache-dir", default=None, help="cache root (default $LENGTHRL_CACHE or ~/.cache/lengthrl)")

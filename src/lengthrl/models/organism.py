@@ -34,7 +34,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.models.loading import quiet_progress
 from lengthrl.models.sft import encode_example, train_sft
 from lengthrl.models.tiny import TinyModelSpec, count_parameters, make_model
-from lengthrl.models.tokenizer import build_char_tokenizer
+from lengthrl.models.tokenizer import build_bpe_tokenizer, build_char_tokenizer
 from lengthrl.tasks.procedural import PROCEDURAL_TASKS, make_procedural_task
 
 ORGANISM_VERSION = 1  # bump when the recipe changes in a way the config does not capture
@@ -62,6 +62,11 @@ class OrganismConfig:
     seed: int = 0
     n_eval: int = 100  # held-out problems per task for the report
     eval_max_new_tokens: int = 200
+    # "char" (one token per character, the default organism) or "bpe" (byte-level BPE learned on the SFT
+    # traces, digits one per token, as real models' tokenizers); fields added after recipe version 1 enter the
+    # hash only when they differ from their defaults, so the shipped organism keeps its hash
+    tokenizer: str = "char"
+    bpe_vocab_size: int = 512
 
     def validate(self) -> None:
         """Raise ConfigError naming the bad field."""
@@ -79,6 +84,10 @@ class OrganismConfig:
                 raise ConfigError(f"organism {name} must be an integer >= 1, got {v!r}")
         if not self.lr > 0:
             raise ConfigError(f"organism lr must be > 0, got {self.lr!r}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ConfigError(f"organism tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        if not isinstance(self.bpe_vocab_size, int) or self.bpe_vocab_size < 260:
+            raise ConfigError(f"organism bpe_vocab_size must be an integer >= 260, got {self.bpe_vocab_size!r}")
         self.model.validate()
 
     def to_dict(self) -> dict:
@@ -88,8 +97,41 @@ class OrganismConfig:
 
     def hash(self) -> str:
         """Short hash of the config and the recipe version."""
-        blob = json.dumps({"v": ORGANISM_VERSION, **self.to_dict()}, sort_keys=True)
+        d = self.to_dict()
+        for f in fields(self):
+            if f.name in _LATER_FIELDS and d[f.name] == f.default:
+                del d[f.name]
+        blob = json.dumps({"v": ORGANISM_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+_LATER_FIELDS = ("tokenizer", "bpe_vocab_size")
+
+# The reasoning organism (docs/organism.md): multi-digit addition, where the step-by-step trace beats the direct
+# guess by more the more digits there are, a byte-level BPE tokenizer, ~1.9M parameters, an SFT mix of concise
+# and column-by-column traces. `lengthrl organism --preset reasoning`.
+PRESETS: dict[str, dict] = {
+    "reasoning": {
+        "tasks": ("long_add",),
+        "task_knobs": {"long_add": {"min_digits": 1, "max_digits": 6, "style_weights": (1.0, 1.0, 0.0)}},
+        "tokenizer": "bpe",
+        "bpe_vocab_size": 512,
+        "model": {"arch": "llama", "hidden_size": 192, "num_layers": 4, "num_heads": 6, "num_kv_heads": 3,
+                  "intermediate_size": 576, "max_position_embeddings": 512, "tie_word_embeddings": True},
+        "steps": 1000,
+        "eval_max_new_tokens": 160,
+    },
+}
+
+
+def preset(name: str, **overrides) -> dict:
+    """The settings of organism preset `name` (PRESETS) updated with `overrides` (a ConfigError names the valid
+    presets)."""
+    if name not in PRESETS:
+        raise ConfigError(f"organism preset {name!r} is unknown; valid: {', '.join(PRESETS)}")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+    out.update(overrides)
+    return out
 
 
 def default_cache_dir() -> Path:
@@ -230,13 +272,19 @@ def shipped_organism(cfg: OrganismConfig | None = None) -> Path | None:
 
 
 def _train_into(tmp: Path, cfg: OrganismConfig, minutes: float | None, log: Callable[[str], None]) -> dict:
-    tok = build_char_tokenizer()
-    model = make_model(cfg.model, tok, seed=cfg.seed)
-    examples, evals = [], {}
+    train, evals = {}, {}
     for name in cfg.tasks:
         task = make_procedural_task(name, **cfg.task_knobs.get(name, {}))
-        examples += [encode_example(tok, s.prompt, s.solution) for s in task.samples("train", cfg.n_train, seed=cfg.seed)]
+        train[name] = task.samples("train", cfg.n_train, seed=cfg.seed)
         evals[name] = task.samples("test", cfg.n_eval, seed=cfg.seed)
+    if cfg.tokenizer == "bpe":  # merges learned on the training prompts and every style of their traces
+        texts = [s.prompt + t for ss in train.values() for s in ss for t in s.meta["traces"].values()]
+        tok = build_bpe_tokenizer(texts, cfg.bpe_vocab_size)
+        log(f"organism: byte-level BPE tokenizer, {len(tok)} tokens")
+    else:
+        tok = build_char_tokenizer()
+    model = make_model(cfg.model, tok, seed=cfg.seed)
+    examples = [encode_example(tok, s.prompt, s.solution) for ss in train.values() for s in ss]
     n_params = count_parameters(model)
     log(f"organism: {n_params / 1e6:.2f}M params, {len(examples)} training traces, {cfg.steps} steps")
     every = max(1, cfg.steps // 10)

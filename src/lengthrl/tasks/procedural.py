@@ -52,6 +52,7 @@ class Problem:
     prompt: str
     answer: str
     traces: dict[str, str]
+    level: int | None = None  # difficulty level, for tasks that have one (kept in Sample.meta["level"])
 
 
 def _check_range(task: str, lo_name: str, lo: int, hi_name: str, hi: int, minimum: int) -> None:
@@ -112,13 +113,16 @@ class ProceduralTask(Task):
                 continue
             seen.add(p.key)
             style = rng.choices(STYLES, weights=self.style_weights)[0]
+            meta = {"task": self.name, "style": style, "traces": dict(p.traces)}
+            if p.level is not None:
+                meta["level"] = p.level
             out.append(
                 Sample(
                     id=f"{self.name}:{p.key}",
                     prompt=p.prompt,
                     answer=p.answer,
                     solution=p.traces[style],
-                    meta={"task": self.name, "style": style, "traces": dict(p.traces)},
+                    meta=meta,
                 )
             )
         return out  # fewer than n only when the problem space of `split` is exhausted
@@ -241,9 +245,58 @@ class SortDigits(ProceduralTask):
         return Problem(key=key, prompt=f"sort: {key}\n", answer=ans, traces=traces)
 
 
+class LongAdd(ProceduralTask):
+    """Add two numbers of D digits, D in [min_digits, max_digits]: ``add: 4817+2596`` -> 7413.
+
+    The difficulty level is D (``Sample.meta["level"]``). The ``steps`` trace is column addition from the
+    right, one line per column with its carry (``1: 7+6+0=13 w3 c1``), then the answer; ``verbose`` adds a
+    check of each column and the digits read back. A small model can guess a short sum in one go, but the
+    carries chain across columns, so the step-by-step trace beats the direct guess by more the more digits
+    there are: on this task a longer response buys accuracy where the problem is hard.
+
+    Knobs: digits per operand in [min_digits, max_digits] (the level is drawn uniformly).
+    """
+
+    name = "long_add"
+
+    def __init__(self, min_digits: int = 1, max_digits: int = 6, **kw):
+        super().__init__(**kw)
+        _check_range(self.name, "min_digits", min_digits, "max_digits", max_digits, 1)
+        if max_digits > 30:
+            raise ConfigError(f"task {self.name!r}: max_digits must be <= 30, got {max_digits}")
+        self.min_digits, self.max_digits = min_digits, max_digits
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        d = rng.randint(self.min_digits, self.max_digits)
+        lo = 10 ** (d - 1) if d > 1 else 0
+        a, b = rng.randint(lo, 10 ** d - 1), rng.randint(lo, 10 ** d - 1)
+        da, db = str(a)[::-1], str(b)[::-1]
+        carry, steps, verbose, written = 0, [], [], []
+        for i in range(d):
+            x, y = int(da[i]), int(db[i])
+            t = x + y + carry
+            steps.append(f"{i + 1}: {x}+{y}+{carry}={t} w{t % 10} c{t // 10}")
+            verbose.append(f"{i + 1}: {x}+{y}+{carry}={t} w{t % 10} c{t // 10}, check {t}-{x}-{y}={carry} ok")
+            written.append(str(t % 10))
+            carry = t // 10
+        if carry:
+            steps.append(f"{d + 1}: carry {carry} w{carry}")
+            verbose.append(f"{d + 1}: carry {carry} w{carry}, ok")
+            written.append(str(carry))
+        ans = str(a + b)
+        if int("".join(reversed(written))) != a + b:  # the trace must spell the answer
+            raise AssertionError(f"long_add trace of {a}+{b} reads {''.join(reversed(written))}")
+        traces = {
+            "concise": answer_tag(ans),
+            "steps": "\n".join(steps + [answer_tag(ans)]),
+            "verbose": "\n".join(verbose + [f"read back: {''.join(reversed(written))}", answer_tag(ans)]),
+        }
+        return Problem(key=f"{a}+{b}", prompt=f"add: {a}+{b}\n", answer=ans, traces=traces, level=d)
+
+
 # name -> class; the task registry imports this dict.
 PROCEDURAL_TASKS: dict[str, type[ProceduralTask]] = {
-    cls.name: cls for cls in (ArithChain, CountLetters, SortDigits)
+    cls.name: cls for cls in (ArithChain, CountLetters, SortDigits, LongAdd)
 }
 
 

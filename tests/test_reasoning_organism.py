@@ -1,0 +1,119 @@
+"""The reasoning organism family: the long_add task (levels, traces that spell the sum), the byte-level BPE
+tokenizer, and an organism built with both that the trainer runs on."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lengthrl.errors import ConfigError
+from lengthrl.models.organism import PRESETS, OrganismConfig, build_organism, make_config, preset
+from lengthrl.models.tokenizer import build_bpe_tokenizer
+from lengthrl.tasks import get_task
+from lengthrl.tasks.procedural import LongAdd, extract_answer
+
+
+def test_long_add_by_hand():
+    t = LongAdd(min_digits=4, max_digits=4)
+    s = t.samples("train", 50, seed=3)
+    assert {x.meta["level"] for x in s} == {4}
+    for x in s:
+        a, b = map(int, x.prompt.removeprefix("add: ").strip().split("+"))
+        assert x.answer == str(a + b) and len(str(a)) == 4 and len(str(b)) == 4
+        steps = x.meta["traces"]["steps"].splitlines()
+        assert len(steps) == 4 + (a + b >= 10 ** 4) + 1  # one line per column, a carry line, the answer
+        assert t.score(x, x.meta["traces"]["steps"]).correct and t.score(x, x.meta["traces"]["verbose"]).correct
+        assert not t.score(x, f"<answer>{a + b + 1}</answer>").correct
+    # 4817 + 2596: the columns from the right with their carries
+    p = [x for x in LongAdd(min_digits=4, max_digits=4).samples("train", 4000, seed=0) if x.prompt == "add: 4817+2596\n"]
+    if p:
+        assert p[0].meta["traces"]["steps"].splitlines()[:2] == ["1: 7+6+0=13 w3 c1", "2: 1+9+1=11 w1 c1"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12))
+def test_long_add_traces_spell_the_sum_and_grow_with_the_level(seed, d):
+    t = LongAdd(min_digits=d, max_digits=d)
+    for x in t.samples("test", 5, seed=seed):
+        tr = x.meta["traces"]
+        assert extract_answer(tr["concise"]) == extract_answer(tr["steps"]) == x.answer
+        assert tr["steps"].count("\n") >= d and len(tr["concise"]) < len(tr["steps"]) < len(tr["verbose"])
+
+
+def test_long_add_splits_are_disjoint_and_knobs_checked():
+    t = LongAdd(min_digits=1, max_digits=3)
+    train = {x.id for x in t.samples("train", 2000, seed=0)}
+    test = {x.id for x in t.samples("test", 200, seed=0)}
+    assert train and test and not train & test
+    assert get_task("long_add", min_digits=2, max_digits=2).samples("test", 1)[0].meta["level"] == 2
+    with pytest.raises(ConfigError, match="min_digits"):
+        LongAdd(min_digits=3, max_digits=2)
+    with pytest.raises(ConfigError, match="max_digits must be <= 30"):
+        LongAdd(max_digits=31)
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    corpus = [s.prompt + s.solution for s in LongAdd(style_weights=(1, 1, 1)).samples("train", 500, seed=0)]
+    return build_bpe_tokenizer(corpus, vocab_size=300)
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts)
+def test_bpe_round_trips_any_text(bpe, text):
+    ids = bpe(text).input_ids
+    assert ids[0] == bpe.bos_token_id and bpe.unk_token_id not in ids
+    assert bpe.decode(ids, skip_special_tokens=True) == text
+
+
+def test_bpe_specials_digits_and_merges(bpe, tmp_path):
+    assert [bpe.pad_token_id, bpe.eos_token_id, bpe.bos_token_id, bpe.unk_token_id] == [0, 1, 2, 3]
+    toks = bpe.convert_ids_to_tokens(bpe("add: 48173+25\n", add_special_tokens=False).input_ids)
+    assert [t for t in toks if any(c.isdigit() for c in t)] == list("4817325")  # one digit per token
+    assert 260 < len(bpe) <= 300 and any(len(t) > 1 and not t.startswith("<") for t in bpe.get_vocab())
+    bpe.save_pretrained(tmp_path / "t")
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path / "t")
+    assert again("add: 12+3\n").input_ids == bpe("add: 12+3\n").input_ids
+    with pytest.raises(ConfigError, match="vocab_size must be >= 260"):
+        build_bpe_tokenizer(["x"], vocab_size=100)
+
+
+def test_the_default_organism_keeps_its_hash_and_the_preset_has_its_own():
+    shipped = json.loads((__import__("lengthrl").models.organism.SHIPPED_ORGANISM / "organism.json").read_text())
+    assert OrganismConfig().hash() == shipped["hash"]  # new fields at their defaults do not enter the hash
+    r = make_config(**preset("reasoning"))
+    assert r.tokenizer == "bpe" and r.hash() != OrganismConfig().hash()
+    assert make_config(**preset("reasoning", bpe_vocab_size=400)).hash() != r.hash()
+    with pytest.raises(ConfigError, match="valid: reasoning"):
+        preset("nope")
+    with pytest.raises(ConfigError, match="tokenizer must be"):
+        make_config(tokenizer="wordpiece")
+
+
+def test_a_reasoning_organism_builds_and_trains(tmp_path):
+    from transformers import AutoTokenizer
+
+    from lengthrl.train.config import build_config
+    from lengthrl.train.loop import train
+
+    small = {"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+             "intermediate_size": 64, "max_position_embeddings": 256, "tie_word_embeddings": True}
+    d = build_organism(out_dir=tmp_path / "org", log=None, **preset("reasoning", steps=3, n_train=200, n_eval=4,
+                                                                     model=small, bpe_vocab_size=300))
+    info = json.loads((d / "organism.json").read_text())
+    assert info["config"]["tokenizer"] == "bpe" and info["config"]["tasks"] == ["long_add"]
+    tok = AutoTokenizer.from_pretrained(d)
+    assert 260 < len(tok) <= 300
+    cfg = build_config(extra=dict(model=str(d), task="long_add", task_args={"max_digits": 3}, train_prompts=16,
+                                  eval_prompts=0, prompts_per_step=2, group_size=2, max_new_tokens=16, steps=1,
+                                  checkpoint_every=0, log_every=0, threads=1))
+    tr = train(cfg, tmp_path / "run", progress=False, evaluate=False)
+    row = tr.metrics.rows()[-1]
+    assert row["len/mean"] > 0 and "acc" in row
+    assert "reasoning" in PRESETS

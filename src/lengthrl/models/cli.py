@@ -49,7 +49,7 @@ def _args(p):
     p.add_argument("--minutes", type=float, default=None, help="cap on SFT wall time in minutes")
     p.add_argument("--preset", default=None, choices=("reasoning",),
                    help="a built-in organism family: 'reasoning' = multi-digit addition (long_add, 1-6 digits), "
-                        "byte-level BPE tokenizer, ~1.9M params (docs/organism.md); other flags override it")
+                        "byte-level BPE tokenizer, ~1.8M params (docs/organism.md); other flags override it")
     p.add_argument("--tasks", default=None, help="comma-separated procedural tasks (default: all)")
     p.add_argument("--n-eval", type=int, default=None, help="held-out problems per task for the report (default 100)")
     p.add_argument("--cache-dir", default=None, help="cache root (default $LENGTHRL_CACHE or ~/.cache/lengthrl)")

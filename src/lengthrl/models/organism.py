@@ -108,7 +108,7 @@ class OrganismConfig:
 _LATER_FIELDS = ("tokenizer", "bpe_vocab_size")
 
 # The reasoning organism (docs/organism.md): multi-digit addition, where the step-by-step trace beats the direct
-# guess by more the more digits there are, a byte-level BPE tokenizer, ~1.9M parameters, an SFT mix of concise
+# guess by more the more digits there are, a byte-level BPE tokenizer, ~1.8M parameters, an SFT mix of concise
 # and column-by-column traces. `lengthrl organism --preset reasoning`.
 PRESETS: dict[str, dict] = {
     "reasoning": {

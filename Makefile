@@ -7,7 +7,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc audit bench gpu-check clean
+.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc experiments audit bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -69,6 +69,37 @@ demo-lenacc: $(STAMP)
 # JustGRPO of the diffusion organism through the trainer; accuracy and pass@k (AR vs confidence order) before/after.
 demo-dllm: $(STAMP)
 	$(VENV)/bin/lengthrl dllm demo --out runs/demo-dllm
+
+# The reasoning organism's experiments (docs/organism.md), four training seeds each, every claim judged over the
+# seeds with `lengthrl verdict` (runs/experiments/verdict_*.json): (a) Dr.GRPO: GRPO's wrong answers grow longer
+# faster than Dr.GRPO's; (b) GSPO vs LUSPO off-policy (4 mini-batches per rollout batch, each recipe's clip
+# range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy. Hours on a 2-core machine.
+EXP_SEEDS := 0 1 2 3
+EXP_SET := --set model=runs/organism-reasoning --set task=long_add --set task_args.max_digits=6 \
+	--set max_new_tokens=160 --set threads=1 --quiet --overwrite
+EXP := runs/experiments
+experiments: $(STAMP)
+	$(VENV)/bin/lengthrl organism --preset reasoning --out runs/organism-reasoning --threads 2
+	for r in grpo dr_grpo dler grpo_lambda; do for s in $(EXP_SEEDS); do \
+		$(VENV)/bin/lengthrl train --config configs/$$r.toml $(EXP_SET) --set seed=$$s --out $(EXP)/$$r-s$$s \
+			|| exit 1; done; done
+	for r in gspo luspo; do for s in $(EXP_SEEDS); do \
+		$(VENV)/bin/lengthrl train --config configs/$$r.toml $(EXP_SET) --set mini_batches=4 --set seed=$$s \
+			--out $(EXP)/$$r-offpolicy-s$$s || exit 1; done; done
+	$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/dr_grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) \
+		--slope len/wrong_mean --claim "GRPO's wrong answers grow longer faster than Dr.GRPO's" \
+		--paper "Dr.GRPO, arXiv 2503.20783" --out $(EXP)/verdict_a_wrong_length_slope.json
+	$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/gspo-offpolicy-s$(s)) \
+		--vs $(foreach s,$(EXP_SEEDS),$(EXP)/luspo-offpolicy-s$(s)) --metric len/mean \
+		--claim "LUSPO ends with longer responses than GSPO off-policy" --paper "LUSPO, arXiv 2602.05261" \
+		--out $(EXP)/verdict_b_length.json
+	for r in dler grpo_lambda; do \
+		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
+			--metric len/mean --direction below --claim "$$r ends shorter than GRPO" --out $(EXP)/verdict_c_$$r-length.json \
+			|| exit 1; \
+		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
+			--metric acc --threshold -0.05 --claim "$$r keeps GRPO's accuracy (a drop under 0.05)" \
+			--out $(EXP)/verdict_c_$$r-accuracy.json || exit 1; done
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

@@ -133,3 +133,26 @@ def test_verdict_command_errors_name_the_fix(tmp_path, capsys):
     assert "has no eval.json" in capsys.readouterr().err
     assert main(["verdict", a[0]]) == 2
     assert ">= 2 seeds" in capsys.readouterr().err
+
+
+def test_verdict_slope_of_a_training_metric(tmp_path, capsys):
+    from lengthrl.analysis.verdict_cli import run_slope
+    from lengthrl.cli import main
+
+    def run(name, slope, noise):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"step": t, "len/wrong_mean": 20 + slope * t + noise[t % 3]} for t in range(12)]
+        rows.insert(5, {"step": 99, "acc": 1.0})  # a row without the metric is left out
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return str(d)
+
+    # y = 20 + 2 t exactly: slope 2; with zero-mean noise of period 3 over 12 steps the fit stays near 2
+    assert run_slope(run("exact", 2.0, (0, 0, 0)), "len/wrong_mean") == pytest.approx(2.0)
+    assert run_slope(run("from", 2.0, (0, 0, 0)), "len/wrong_mean", from_step=6) == pytest.approx(2.0)
+    grpo = [run(f"g{s}", 1.0 + 0.1 * s, (0.5, -0.5, 0)) for s in range(4)]
+    dr = [run(f"d{s}", 0.05 * s, (0.3, 0, -0.3)) for s in range(4)]
+    assert main(["verdict", *dr, "--vs", *grpo, "--slope", "len/wrong_mean"]) == 0
+    assert capsys.readouterr().out.startswith("reproduced")
+    assert main(["verdict", *dr, "--slope", "len/nope"]) == 2
+    assert "a slope needs >= 2" in capsys.readouterr().err

@@ -75,7 +75,8 @@ def welch_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     d = mb - ma
     if se == 0:
         return d, d, d
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    ra, rb = va / (va + vb), vb / (va + vb)  # Welch-Satterthwaite df, scaled so tiny variances cannot underflow
+    df = 1.0 / (ra ** 2 / (len(a) - 1) + rb ** 2 / (len(b) - 1))
     h = t975(df) * se
     return d, d - h, d + h
 

@@ -28,6 +28,7 @@ class AdvantageSpec:
     hparams: dict[str, float]  # name -> default
     formula: str
     paper: str
+    per_response: tuple[str, ...] = ()  # required [N] tensor inputs (e.g. HBPO's budget), passed as [P, G]
 
 
 ADVANTAGES: Registry[AdvantageSpec] = Registry("advantage estimator")
@@ -67,6 +68,19 @@ def _rloo(R):
     return _centre(R) * (G / (G - 1)) if G > 1 else torch.zeros_like(R)
 
 
+def _hbpo(R, budget, eps, max_len, beta):
+    """HBPO (arXiv 2507.15844, Algorithm 1): A_j = A_intra(sub-group of j) + A_inter(j), with
+    A_intra = mean_{sub-group} R - beta·cos(pi·b/(2·L_max)) (sub-group: same prompt, same budget b) and
+    A_inter = (R_j - mean_g R) / (std_g R + eps), population std over the group (0 in an all-equal group).
+    budget: [P, G]."""
+    same = (budget[:, :, None] == budget[:, None, :]).to(R.dtype)  # [P, G, G] same-budget indicator
+    sub_mean = (same * R[:, None, :]).sum(-1) / same.sum(-1)  # [P, G]
+    intra = sub_mean - beta * torch.cos(math.pi * budget.to(R.dtype) / (2 * max_len))
+    std = R.std(-1, unbiased=False, keepdim=True)
+    inter = torch.where(std > 0, (R - R.mean(-1, keepdim=True)) / (std + eps), torch.zeros_like(R))  # 0, not 0/0
+    return intra + inter
+
+
 for spec in [
     AdvantageSpec("grpo", _grpo, {"eps": 1e-6}, "(R_i - mean_g R) / (std_g R + eps)",
                   "DeepSeekMath, arXiv 2402.03300 (JustGRPO uses eps = 1e-4)"),
@@ -74,6 +88,10 @@ for spec in [
     AdvantageSpec("batch", _batch, {"eps": 1e-6}, "(R_i - mean_g R) / (std_batch(R - mean_g R) + eps)",
                   "DLER arXiv 2510.15110; REINFORCE++-baseline arXiv 2501.03262"),
     AdvantageSpec("rloo", _rloo, {}, "R_i - mean_{j != i} R_j", "RLOO, arXiv 2402.14740"),
+    AdvantageSpec("hbpo", _hbpo, {"eps": 1e-6, "max_len": 4096.0, "beta": 4.0},
+                  "mean_{same budget} R - beta·cos(pi·b_i/(2·L_max)) + (R_i - mean_g R) / (std_g R + eps); "
+                  "needs budget=[N] (the budget each response was sampled with)",
+                  "HBPO, arXiv 2507.15844 (Algorithm 1)", per_response=("budget",)),
 ]:
     ADVANTAGES.register(spec.name, spec)
 
@@ -81,7 +99,7 @@ for spec in [
 def compute_advantages(name: str, rewards: torch.Tensor, group_size: int, **hparams) -> torch.Tensor:
     """Advantages [N] of the estimator `name` for contiguous groups of `group_size` rewards [N]."""
     spec = ADVANTAGES[name]
-    check_hparams("advantage estimator", name, hparams, set(spec.hparams))
+    check_hparams("advantage estimator", name, hparams, set(spec.hparams) | set(spec.per_response))
     if not isinstance(rewards, torch.Tensor):
         rewards = torch.as_tensor(rewards, dtype=torch.float32)
     if rewards.dim() != 1:
@@ -100,9 +118,19 @@ def compute_advantages(name: str, rewards: torch.Tensor, group_size: int, **hpar
             "fix the reward function (a failing verifier should give 0)"
         )
     R = rewards.detach().to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
-    hp = spec.hparams | hparams
+    hp = spec.hparams | {k: v for k, v in hparams.items() if k not in spec.per_response}
+    per = {}
+    for k in spec.per_response:
+        v = hparams.get(k)
+        if v is None:
+            raise ConfigError(f"compute_advantages({name!r}) needs {k}=[N] (one value per response)")
+        v = torch.as_tensor(v, dtype=R.dtype)
+        if v.shape != rewards.shape or not bool(torch.isfinite(v).all()) or not bool((v > 0).all()):
+            raise ConfigError(f"compute_advantages({name!r}): {k} must be [N] = {tuple(rewards.shape)} of positive "
+                              f"finite values, got shape {tuple(v.shape)}")
+        per[k] = v.view(-1, group_size)
     for k, v in hp.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"compute_advantages({name!r}): {k} must be a finite number >= 0, got {v!r}")
-    return spec.fn(R.view(-1, group_size), **hp).reshape(-1).to(rewards.dtype if rewards.is_floating_point()
+    return spec.fn(R.view(-1, group_size), **per, **hp).reshape(-1).to(rewards.dtype if rewards.is_floating_point()
                                                                   else torch.float32)

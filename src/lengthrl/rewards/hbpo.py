@@ -68,21 +68,17 @@ def hbpo_budgets(n: int, group_size: int, budgets: Sequence[float] = HBPO_BUDGET
 
 def hbpo_advantages(rewards, budget, group_size: int, *, max_len: float = 4096, beta: float = 4.0,
                     eps: float = 1e-6) -> torch.Tensor:
-    """HBPO advantage (arXiv 2507.15844, Algorithm 1), [N]:
+    """HBPO advantage (arXiv 2507.15844, Algorithm 1), [N]: the advantage estimator `hbpo` of
+    `lengthrl.advantages` (config `advantage = "hbpo"`):
 
         A_intra(i) = mean_{j in sub-group i} R_j - f2(b_i)        (sub-group = same prompt, same budget)
         A_inter(j) = (R_j - mean_group R) / (std_group R + eps)   (population std over the whole group)
         A_j = A_intra(sub-group of j) + A_inter(j)
     """
+    from lengthrl.advantages import compute_advantages
+
     r = as_values(rewards, None, "rewards")  # [N]
-    n = r.numel()
-    g = check_group_size(n, group_size)
-    b = per_sample(budget, n, "budget", positive=True)
+    check_group_size(r.numel(), group_size)
+    b = per_sample(budget, r.numel(), "budget", positive=True)
     T = number(max_len, "max_len", lo=0, lo_open=True)
-    beta = number(beta, "beta")
-    rg, bg = groups(r, g), groups(b, g)  # [P, G]
-    same = (bg[:, :, None] == bg[:, None, :]).to(torch.float64)  # [P, G, G] same-budget indicator
-    sub_mean = (same * rg[:, None, :]).sum(-1) / same.sum(-1)  # [P, G]
-    intra = sub_mean - _f2(bg, beta, T)
-    inter = (rg - rg.mean(dim=1, keepdim=True)) / (rg.std(dim=1, unbiased=False, keepdim=True) + eps)
-    return (intra + inter).reshape(-1)
+    return compute_advantages("hbpo", r, group_size, budget=b, max_len=T, beta=number(beta, "beta"), eps=eps)

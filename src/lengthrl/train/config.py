@@ -98,6 +98,13 @@ class TrainConfig:
                                 "most max_resample_rounds rounds, then train on what there is)", "off")
     max_resample_rounds: int = doc("dynamic_sampling = 'resample': at most this many sampling rounds of "
                                    "prompts_per_step prompts per step, the first included", 3)
+    hbpo_budgets: list = doc("HBPO (arXiv 2507.15844) budget sub-groups, e.g. [16, 32, 64, 128]: each group of "
+                             "group_size responses is cut into len(hbpo_budgets) equal sub-groups, sub-group i sampled "
+                             "from its prompt rewritten by hbpo_prompt with budget i; that budget is the target of the "
+                             "reward terms that take one (the 'hbpo' reward) and the budget of advantage = 'hbpo' "
+                             "(docs/rewards.md); [] = off", factory=list)
+    hbpo_prompt: str = doc("HBPO: the prompt of a budget sub-group, a format string of {prompt} (the task's prompt) "
+                           "and {budget} (tokens)", "{prompt}\nI will answer the question within {budget} tokens.\n")
     overlong_filter: bool = doc("mask truncated responses out of the loss (DAPO overlong filtering)", False)
     truncated_correct: bool = doc("count a truncated response (max_new_tokens reached without EOS) by its "
                                   "verdict; by default it is wrong with task reward 0, in training and in the "
@@ -430,6 +437,9 @@ def validate(cfg: TrainConfig) -> None:
         need("dual_clip" in LOSSES[cfg.loss].extra_hparams, "dual_clip",
              f"loss {cfg.loss!r} does not take it (losses that do: "
              f"{', '.join(n for n, s in LOSSES.items() if 'dual_clip' in s.extra_hparams)}); unset it")
+    from lengthrl.train import hbpo
+
+    hbpo.check(cfg)
     from lengthrl.control import lagrange_config
 
     lagrange_config(cfg)  # validates the length_budget* / lagrange_* keys when the controller is on

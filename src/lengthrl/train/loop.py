@@ -30,7 +30,7 @@ from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
 from lengthrl.train.config import TrainConfig, changed_keys, reward_terms, to_dict
 from lengthrl.train.data import PromptSampler
-from lengthrl.train import dynamic
+from lengthrl.train import dynamic, hbpo
 from lengthrl.train.batch import Gathered, StepBatch
 from lengthrl.train.decision import Update, count_bad_steps, decide_update, skip_metrics
 from lengthrl.train.device import cuda_memory, precision_of
@@ -325,6 +325,8 @@ class Trainer:
         m = rollout_metrics(lengths, correct, torch.cat([r.resp.truncated for r in rounds]), rewards,
                             dynamic.cat_terms([r.scored.terms for r in rounds]), adv_all, G)
         m.update(lag)
+        if cfg.hbpo_budgets:  # per budget sub-group: does the policy follow the budget in its prompt?
+            m.update(hbpo.budget_metrics(lengths, correct, hbpo.row_budgets(len(lengths), cfg), cfg))
         if mode != "off" and nonfinite is None:
             signal = torch.cat([r.signal.signal for r in rounds])
             m["kept_groups_frac"] = float(signal.to(torch.float64).mean())  # groups with signal / sampled
@@ -350,8 +352,15 @@ class Trainer:
         t0 = time.perf_counter()
         sb = StepBatch(self.sampler.next(cfg.prompts_per_step), G, *self.block, dist=self.dist)  # [P] prompts
 
-        # ---- rollout: G responses to each of this rank's prompts
-        roll = self._generate(self._encode(sb.local_samples), index)  # [n, T]
+        # ---- rollout: G responses to each of this rank's prompts (HBPO: G/k to each of its k budget prompts)
+        targets = None
+        if cfg.hbpo_budgets:
+            k = len(cfg.hbpo_budgets)
+            roll = self._generate(self._encode(hbpo.budget_samples(sb.local_samples, cfg)), index, G // k)  # [n, T]
+            roll = replace(roll, group_index=roll.group_index // k)  # sub-groups of a prompt: one group
+            targets = hbpo.row_budgets(sb.n_rows, cfg)  # [N] the budget of each response
+        else:
+            roll = self._generate(self._encode(sb.local_samples), index)  # [n, T]
         t_roll = time.perf_counter() - t0
 
         # ---- verify: each rank its own responses; rewards need the whole batch, so verdicts are gathered
@@ -363,14 +372,15 @@ class Trainer:
         # ---- reward: task and length terms, then the length controller's shaping
         scored = reward_batch(self.reward, sb.samples, resp.verdicts, resp.failures, resp.lengths, G,
                               resp.truncated, truncated_correct=cfg.truncated_correct,
-                              extra={r.key: (r.weight, resp.extra[r.key]) for r in self.reward_funcs})  # [N]
+                              extra={r.key: (r.weight, resp.extra[r.key]) for r in self.reward_funcs},
+                              targets=targets)  # [N]
         budgets = torch.zeros(0)
         if self.lagrange is not None:
             budgets = step_budgets(self.lagrange, sb.samples, G)  # [N] tokens
             scored = shape_scored(self.lagrange, scored, resp.lengths, budgets)  # with the previous step's lambda
 
         # ---- advantages (zeros when a reward is non-finite) and the groups with signal
-        adv, nonfinite = self._advantages(scored)  # [N]
+        adv, nonfinite = self._advantages(scored, targets)  # [N]
         signal = dynamic.round_signal(scored.rewards, G, finite=nonfinite is None)
         return Round(sb, roll, resp, scored, budgets, adv, nonfinite, signal, t_roll)
 
@@ -386,16 +396,19 @@ class Trainer:
         'truncate')."""
         return encode_prompts(self.tok, samples, self.max_prompt_tokens, self.prompt_format, self.cfg.long_prompts)
 
-    def _advantages(self, scored) -> tuple[torch.Tensor, str | None]:
+    def _advantages(self, scored, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, str | None]:
         """The advantages [N] of the batch's rewards, and the first non-finite reward term, reward or advantage
-        (None when all are finite; the advantages are then zeros, so nothing non-finite goes further)."""
+        (None when all are finite; the advantages are then zeros, so nothing non-finite goes further).
+        `targets` [N]: HBPO's per-response budgets (the `budget` of advantage = 'hbpo')."""
         cfg = self.cfg
         n = len(scored.rewards)
         nonfinite = _nonfinite_term(scored)
         if nonfinite is not None:
             return torch.zeros(n), nonfinite
-        eps = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
-        adv = compute_advantages(cfg.advantage, scored.rewards, cfg.group_size, **eps)  # [N]
+        hp = {"eps": cfg.adv_eps} if cfg.adv_eps is not None else {}
+        if cfg.advantage == "hbpo":
+            hp |= {"budget": targets} | hbpo.advantage_hparams(cfg, reward_terms(cfg))
+        adv = compute_advantages(cfg.advantage, scored.rewards, cfg.group_size, **hp)  # [N]
         if not bool(torch.isfinite(adv).all()):
             return torch.zeros(n), f"advantages ({cfg.advantage})"
         return adv, None
@@ -419,15 +432,15 @@ class Trainer:
         return ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
                           groups=groups, logprob_fn=self.logprob_fn, precision=self.precision, scaler=self.scaler)
 
-    def _generate(self, prompt_ids: list[list[int]], round_index: int = 0):
+    def _generate(self, prompt_ids: list[list[int]], round_index: int = 0, n: int | None = None):
         """This rank's rollouts: one stream (single process, rollout_shards = 0) or its rollout shards, each
         sampled with the seed of (seed, step, shard) (shard + round · shards for a resampling round), then
         stacked."""
         with self.dist.full_weights(self.model), self.precision.autocast():  # FSDP2: one all-gather, then
-            return self._generate_shards(prompt_ids, round_index)  # collective-free decoding
+            return self._generate_shards(prompt_ids, round_index, n or self.cfg.group_size)  # no collectives
 
-    def _generate_shards(self, prompt_ids: list[list[int]], round_index: int = 0):
-        G = self.cfg.group_size
+    def _generate_shards(self, prompt_ids: list[list[int]], round_index: int, G: int):
+        """`G` responses to each of `prompt_ids` (this rank's), in this rank's rollout shards."""
         if not self.n_shards:
             return self.engine.generate(prompt_ids, G, self.params)
         per_rank = self.n_shards // self.dist.world_size

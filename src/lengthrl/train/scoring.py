@@ -127,11 +127,12 @@ def verify_batch(task: Task, samples: list[Sample], texts: list[str], group_size
 
 def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Score], failures: list[dict],
                  lengths: torch.Tensor, group_size: int, truncated: torch.Tensor | None = None,
-                 truncated_correct: bool = False, extra: dict[str, tuple[float, list[float]]] | None = None
-                 ) -> Scored:
+                 truncated_correct: bool = False, extra: dict[str, tuple[float, list[float]]] | None = None,
+                 targets: torch.Tensor | None = None) -> Scored:
     """The reward terms and total of the whole batch from its verdicts (`verify_batch`). A truncated response
     is wrong (`truncated_wrong`) unless `truncated_correct` (config key of the same name). `extra`: the user's
-    Python reward functions, {key: (weight, [N] values)}, added to the total and to the terms."""
+    Python reward functions, {key: (weight, [N] values)}, added to the total and to the terms. `targets` [N]: the
+    length target of each response (HBPO's sub-group budgets), instead of its prompt's `Sample.target_len`."""
     n = len(scores)
     if truncated is not None and not truncated_correct:
         cut = [bool(t) for t in truncated.tolist()]  # [B]
@@ -140,7 +141,9 @@ def reward_batch(reward: CompositeReward, samples: list[Sample], scores: list[Sc
     fmt = torch.tensor([s.format_ok for s in scores], dtype=torch.bool)
     task_reward = torch.tensor([float(s.reward) for s in scores], dtype=torch.float32)
     kw = {}
-    if any(s.target_len is not None for s in samples):
+    if targets is not None:
+        kw["target"] = targets
+    elif any(s.target_len is not None for s in samples):
         kw["target"] = torch.tensor([float(samples[i // group_size].target_len or 0) for i in range(n)])
     if truncated is not None:
         kw["truncated"] = truncated

@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except LengthRLError as e:
         print(f"lengthrl {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system said no: one line with the file and what to do
+        import errno
+
+        where = f"{e.filename}: " if e.filename else ""
+        hint = ("free space on that disk" if e.errno == errno.ENOSPC
+                else "check the disk, that the path exists and that it may be written")
+        print(f"lengthrl {args.command}: error: {where}{e.strerror or e}; {hint}, then run the command again",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -96,6 +96,40 @@ def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
+def _check_weight_shapes(path: Path) -> None:
+    """ConfigError naming the first tensor whose shape in the safetensors files differs from the one config.json
+    implies (transformers would print a report and raise). Checked on a meta-device model: no memory, no
+    weights read. A directory this check cannot read is left to transformers."""
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        return
+    try:
+        from safetensors import safe_open
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+        for f in files:
+            with safe_open(str(f), framework="pt") as st:
+                for key in st.keys():
+                    shape = tuple(st.get_slice(key).get_shape())
+                    want = expected.get(key)
+                    if want is not None and want != shape:
+                        mismatch = (f.name, key, shape, want)
+                        break
+                else:
+                    continue
+                break
+        else:
+            return
+    except Exception:  # noqa: BLE001 (an unusual layout: transformers reports it)
+        return
+    name, key, shape, want = mismatch
+    raise ConfigError(f"model_dir {str(path)!r}: {name} holds {key} of shape {list(shape)} but config.json implies "
+                      f"{list(want)}; the weights do not belong to this config (re-save the model or fix config.json)")
+
+
 def load_policy(
     model_dir: str | Path, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
     attn_implementation: str | None = None,
@@ -110,6 +144,7 @@ def load_policy(
     torch_dtype = resolve_dtype(dtype)
     tok = load_tokenizer(model_dir)
     path = Path(model_dir).expanduser()
+    _check_weight_shapes(path)
     try:
         with quiet_progress():
             attn = {} if attn_implementation is None else {"attn_implementation": attn_implementation}

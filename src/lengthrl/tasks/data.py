@@ -68,6 +68,34 @@ def _where(path: Path, i: int, fmt: str) -> str:
     return f"{path}: row {i + 1}"
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """One JSON document; DataError naming `where` for malformed JSON, a duplicate key (which value counts is
+    not defined) or nesting too deep for the parser."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise DataError(f"{where}: duplicate key {e.args[0]!r} in one object; keep one of them") from None
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{where}: malformed JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
+        ) from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to read; a row must be a flat JSON object") from None
+
+
 def _check_jsonl_lines(path: Path, fields: FieldMap) -> list[int]:
     """Validate a JSONL file line by line: one JSON object per non-blank line, with every mapped field.
     Returns the line number of each record, so later messages can name the right line; raises DataError
@@ -80,13 +108,7 @@ def _check_jsonl_lines(path: Path, fields: FieldMap) -> list[int]:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{path}: line {n}: malformed JSON ({e.msg} at column {e.colno}); each line must be one "
-                        "JSON object"
-                    ) from None
+                obj = _parse_json(line, f"{path}: line {n}")
                 if not isinstance(obj, dict):
                     raise DataError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
                 for field in required:
@@ -99,6 +121,16 @@ def _check_jsonl_lines(path: Path, fields: FieldMap) -> list[int]:
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 text (byte {e.start}); save the file as UTF-8") from None
     return lines
+
+
+def _check_parquet(path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.ParquetFile(path).schema_arrow
+    except Exception as e:  # pyarrow's errors for a truncated or corrupt file
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable Parquet file ({msg[:200]}); re-export it") from None
 
 
 def _load_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
@@ -222,6 +254,16 @@ def load_samples(path: str | Path, fields: FieldMap | None = None) -> list[Sampl
     if fmt not in FILE_FORMATS:
         raise DataError(f"{p}: unsupported file type {fmt or '(none)'!r}; use one of {', '.join(FILE_FORMATS)}")
     line_numbers = _check_jsonl_lines(p, fields) if fmt == ".jsonl" else None
+    if fmt == ".json":  # duplicate keys and deep nesting; other parse errors are reported by the reader below
+        try:
+            _parse_json(p.read_bytes().decode("utf-8"), str(p))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: not valid UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+        except DataError as e:
+            if "malformed JSON" not in str(e):
+                raise
+    if fmt == ".parquet":
+        _check_parquet(p)
     if line_numbers is not None and not line_numbers:
         raise DataError(f"{p}: no rows (the file is empty)")
     rows = _load_rows(p, fmt)

@@ -45,6 +45,30 @@ def _in_test(sample_id: str, fraction: float) -> bool:
     return h / 2**64 < fraction
 
 
+def _check_scoring(kind: str, cls: type, scoring: Any) -> dict[str, Any]:
+    """`task_args.scoring` checked against the task class's keyword arguments, with values of the right kind."""
+    import inspect
+
+    if scoring is None:
+        return {}
+    if not isinstance(scoring, dict):
+        raise ConfigError(f"task_args.scoring must be a table of keyword arguments, got {scoring!r}")
+    valid = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "train", "test")]
+    unknown = [k for k in scoring if k not in valid]
+    if unknown:
+        raise ConfigError(f"task_args.scoring: unknown key(s) {', '.join(map(str, unknown))} for a {kind} data "
+                          f"task; valid: {', '.join(valid)}")
+    out = dict(scoring)
+    if "limits" in out:
+        from lengthrl.verifiers.sandbox import limits_from
+
+        out["limits"] = limits_from(out["limits"], "task_args.scoring.limits")
+    for key in ("response_rule", "format_template", "mode"):
+        if key in out and out[key] is not None and not isinstance(out[key], str):
+            raise ConfigError(f"task_args.scoring.{key} must be a name (a string), got {out[key]!r}")
+    return out
+
+
 @TASKS.register("data")
 class DataTask(Task):
     """A task read from a local JSONL / JSON / CSV / parquet file (see `lengthrl.tasks.data`).
@@ -103,6 +127,7 @@ class DataTask(Task):
         if kind == "code" and not tests_field:
             raise ConfigError("a code data task needs tests_field (the column with the tests of each row)")
         tpl = TEMPLATES[template]
+        scoring = _check_scoring(kind, cls, scoring)  # before reading the data: every reward depends on it
         self.name = f"data:{Path(path).name}"
         train = load_samples(path, fmap)
         test = load_samples(test_path, fmap) if test_path is not None else []
@@ -120,7 +145,6 @@ class DataTask(Task):
                 )
             return apply_template(s, tpl, budget)
 
-        scoring = dict(scoring or {})
         if kind == "math":
             rule, fmt = task_format(template, answer_rule)
             scoring.setdefault("response_rule", rule)

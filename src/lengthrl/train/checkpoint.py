@@ -92,6 +92,26 @@ def begin(run_dir: Path, step: int) -> Path:
     return tmp
 
 
+def _write_error(run_dir: Path, step: int, e: BaseException) -> CheckpointError:
+    """One line for a checkpoint that could not be written: what failed, and that nothing was lost."""
+    import errno
+
+    root = run_dir / "checkpoints"
+    try:
+        free = shutil.disk_usage(root if root.exists() else run_dir).free
+    except OSError:
+        free = None
+    done = [p.name for p in list_checkpoints(run_dir)] if root.exists() else []
+    kept = f"the last complete checkpoint, {done[-1]}, is intact" if done else "no earlier checkpoint exists"
+    if getattr(e, "errno", None) == errno.ENOSPC or (free is not None and free < (64 << 20)):
+        what = "no space left on the device"
+    else:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        what = f"{type(e).__name__}: {first}"
+    return CheckpointError(f"writing the checkpoint of step {step} in {root} failed: {what}; {kept}; free space "
+                           f"(or fix the path) and run again with --resume")
+
+
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int,
                     state_dict: dict | None = None, tmp: Path | None = None) -> Path:
     """Write run_dir/checkpoints/step_XXXXXX atomically: model (safetensors) + tokenizer + trainer state.
@@ -103,21 +123,26 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
     final = root / f"{PREFIX}{step:06d}"
     from lengthrl.models.loading import quiet_progress
 
-    if tmp is None:
-        tmp = begin(run_dir, step)
-        with quiet_progress():  # no per-shard progress bar in the training output
-            model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
-        if not (tmp / "model" / "config.json").is_file():  # a LoRA policy writes its adapter only
+    try:
+        if tmp is None:
+            tmp = begin(run_dir, step)
+            with quiet_progress():  # no per-shard progress bar in the training output
+                model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
+            if not (tmp / "model" / "config.json").is_file():  # a LoRA policy writes its adapter only
+                model.config.save_pretrained(tmp / "model")
+        else:
             model.config.save_pretrained(tmp / "model")
-    else:
-        model.config.save_pretrained(tmp / "model")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / "model")
-    torch.save(state, tmp / "trainer_state.pt")
-    files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    manifest = {"step": step, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    _fsync_tree(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "model")
+        torch.save(state, tmp / "trainer_state.pt")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {"step": step, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _fsync_tree(tmp)
+    except (OSError, RuntimeError) as e:  # a full disk shows as OSError(ENOSPC) or as torch's RuntimeError
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)  # incomplete: never a valid state
+        raise _write_error(run_dir, step, e) from None
     pause_point(run_dir, "save", step)
     aside = root / f"{OLD_PREFIX}{PREFIX}{step:06d}-{os.getpid()}"
     if final.exists():  # re-saving a step: move the old copy aside first, so a valid copy always exists

@@ -25,6 +25,7 @@ def run_train(args) -> int:
     from lengthrl.train.loop import train
 
     cfg = build_config(args.config, args.set)
+    check_out_dir(Path(args.out))
     _guard_existing_run(Path(args.out), resume=args.resume, overwrite=args.overwrite)
     # several processes under torchrun (docs/scaling.md), else a no-op
     dist = init_from_env(cfg.dist_strategy, fsdp_param_dtype(cfg), device=cfg.device)
@@ -54,6 +55,25 @@ def _(p):
 
 
 RUN_FILES = ("metrics.jsonl", "samples.jsonl", "score_errors.jsonl")
+
+
+def check_out_dir(out: Path) -> None:
+    """--out must be a directory this process can write (created when missing); ConfigError otherwise."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose another path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, so no directory can be made under it; "
+                                  "choose another path")
+            break
+    probe = out / f".lengthrl-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write there ({e.strerror or e}); choose a writable directory") from None
 
 
 def existing_run_step(out: Path) -> int | None:

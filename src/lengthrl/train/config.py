@@ -248,7 +248,11 @@ def build_config(path: str | Path | None = None, overrides: list[str] | None = N
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            values.update(tomllib.loads(p.read_text()))
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        try:
+            values.update(tomllib.loads(text))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
         values.pop("meta", None)  # free-form documentation table of recipes (paper, section, scaled down)
@@ -335,6 +339,24 @@ def warn_reward_lengths(cfg: TrainConfig) -> list[str]:
     return msgs
 
 
+# key -> [low, high): every step, seed or count must fit the integers torch and numpy use
+INT_RANGES = {
+    "seed": (0, 2**32, "2**32"),
+    "steps": (1, 10**9, "10**9"),
+    "threads": (0, 4097, "4097"),
+    "train_prompts": (1, 10**9, "10**9"),
+    "eval_prompts": (0, 10**9, "10**9"),
+    "epochs": (1, 10**6, "10**6"),
+    "group_size": (1, 10**6, "10**6"),
+    "prompts_per_step": (1, 10**6, "10**6"),
+    "max_new_tokens": (1, 10**7, "10**7"),
+    "checkpoint_every": (0, 10**9, "10**9"),
+    "log_every": (0, 10**9, "10**9"),
+    "sample_every": (0, 10**9, "10**9"),
+    "warmup_steps": (0, 10**9, "10**9"),
+}
+
+
 def validate(cfg: TrainConfig) -> None:
     """Ranges and names; every error names the key."""
     from lengthrl.advantages import ADVANTAGES
@@ -405,6 +427,8 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("eval_prompts", "micro_batch_size", "rollout_shards", "warmup_steps", "checkpoint_every", "log_every",
                 "sample_every", "threads"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    for key, (lo, hi, hi_text) in INT_RANGES.items():  # values that torch, numpy or the step counter cannot hold
+        need(lo <= getattr(cfg, key) < hi, key, f"must be in [{lo}, {hi_text})")
     for key, v in dataclasses.asdict(cfg).items():
         if isinstance(v, float):
             need(math.isfinite(v), key, "must be a finite number")

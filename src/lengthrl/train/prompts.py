@@ -23,7 +23,7 @@ LONG_PROMPTS = ("error", "truncate", "filter")
 
 def prompt_limit(max_prompt_length: int, context: int | None, max_new_tokens: int) -> int | None:
     """The most prompt tokens: `max_prompt_length` (0 = no own limit) capped by context - max_new_tokens."""
-    limits = [x for x in (max_prompt_length or None, context - max_new_tokens if context else None) if x]
+    limits = [x for x in (max_prompt_length or None, context - max_new_tokens if context else None) if x is not None]
     if limits and min(limits) < 1:
         raise ConfigError(f"config key 'max_new_tokens': {max_new_tokens} leaves no room for a prompt in the "
                           f"model's context of {context} tokens; lower it")

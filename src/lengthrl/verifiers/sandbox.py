@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from lengthrl.errors import ConfigError, LengthRLError
@@ -74,6 +74,25 @@ class SandboxLimits:
         for name, v in vars(self).items():
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise ConfigError(f"SandboxLimits.{name} must be a positive number, got {v!r}")
+
+
+def limits_from(value, where: str = "limits") -> SandboxLimits:
+    """A SandboxLimits from a SandboxLimits, a dict of its fields, or None (the defaults); ConfigError naming
+    `where` otherwise."""
+    if value is None:
+        return SandboxLimits()
+    if isinstance(value, SandboxLimits):
+        return value
+    names = [f.name for f in fields(SandboxLimits)]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of sandbox limits ({', '.join(names)}), got {value!r}")
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; valid: {', '.join(names)}")
+    try:
+        return SandboxLimits(**value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 come back as plain, typed values. Programs that game the harness (an `__eq__` that is always true, patched
 builtins, a forged result channel, reading the tests) must get reward 0, and honest programs full reward."""
 
+import os
 import tempfile
 from dataclasses import replace
 
@@ -182,12 +183,24 @@ def test_tests_cannot_pass_functions_to_the_program_but_fail_cleanly():
 
 
 def test_cheats_get_zero_without_namespaces_too(monkeypatch):
-    """The judge and the program are separate processes under separate user ids even without namespaces."""
+    """The judge and the program are separate processes under separate user ids even without namespaces.
+    The run directories go to a fresh directory, which the file-reading cheat searches (without namespaces
+    it sees every world-readable host file, copies of these tests included: docs/security.md)."""
     iso = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
     if not iso.per_run_uid:
         pytest.skip("needs root to run the judge and the program under user ids of their own")
     monkeypatch.setenv("LENGTHRL_SANDBOX_WITHOUT_NAMESPACES", "1")
+    runs = tempfile.mkdtemp(prefix="lengthrl-judge-test-")  # in $TMPDIR: reachable by the sandbox users
+    os.chmod(runs, 0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", runs)
+    try:
+        _weak_cheats(iso, runs)
+    finally:
+        os.rmdir(runs)  # empty: every run directory was removed
+
+
+def _weak_cheats(iso, runs):
     assert run_program(HONEST, TESTS, limits=LIM, iso=iso).passed == [True] * 3
     for name in ("always_equal", "patch_os_write", "read_the_tests_from_files", "read_other_processes"):
-        res = run_program(_cheat(name, tempfile.gettempdir()), TESTS, limits=LIM, iso=iso)
+        res = run_program(_cheat(name, runs), TESTS, limits=LIM, iso=iso)
         assert res.passed == [False] * 3, (name, res.stderr[-500:])

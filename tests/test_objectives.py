@@ -325,3 +325,18 @@ def test_per_token_advantages_token_losses():
     for name in ("grpo", "dapo", "gspo_token", "cispo"):
         a2 = ADV[:, None].expand(2, 3).clone()
         assert float(policy_loss(name, LOGP, OLD, a2, MASK).loss) == pytest.approx(loss_of(name))
+
+
+def test_clip_shares_of_tokens_and_sequences_by_hand():
+    """Token-level PPO: 2 of 5 tokens clipped, in 1 of 2 responses; GSPO: one response (3 tokens) clipped of two."""
+    from lengthrl.objectives.terms import gspo_seq_term, ppo_clip_term
+
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    old = torch.zeros(2, 3)
+    logp = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])  # r = e^0.5 = 1.65 on two tokens of response 0
+    adv = torch.tensor([[1.0] * 3, [1.0] * 3])
+    _, m = ppo_clip_term(logp, old, adv, mask, clip_low=0.2, clip_high=0.2)
+    assert float(m["clip_frac_tok"]) == pytest.approx(2 / 5) and float(m["clip_frac_seq"]) == pytest.approx(1 / 2)
+    # GSPO: s_0 = exp(mean(0.5, 0.5, 0)) = 1.40 > 1 + 4e-4, s_1 = 1: response 0 clipped, its 3 tokens of 5
+    _, g = gspo_seq_term(logp, old, adv, mask, clip_low=3e-4, clip_high=4e-4)
+    assert float(g["clip_frac_tok"]) == pytest.approx(3 / 5) and float(g["clip_frac_seq"]) == pytest.approx(1 / 2)

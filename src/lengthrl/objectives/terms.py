@@ -43,6 +43,21 @@ def _clip_fracs(r, adv, mask, clip_low, clip_high) -> dict[str, torch.Tensor]:
     return {"clip_frac_low": _masked_mean(low, mask), "clip_frac_high": _masked_mean(high, mask)}
 
 
+def _clip_shares(clipped, mask) -> dict[str, torch.Tensor]:
+    """`clipped` [B, T] (1 where a token's clipped branch is active): the share of response tokens clipped
+    (`clip_frac_tok`) and of responses with any token clipped (`clip_frac_seq`), so token- and sequence-level
+    losses report both (a sequence-level loss clips all or none of a response's tokens)."""
+    clipped = clipped.to(mask.dtype) * mask
+    rows = (mask.sum(-1) > 0).to(mask.dtype)  # [B]
+    return {"clip_frac_tok": clipped.sum() / mask.sum().clamp(min=1.0),
+            "clip_frac_seq": ((clipped.sum(-1) > 0).to(mask.dtype) * rows).sum() / rows.sum().clamp(min=1.0)}
+
+
+def _active(r, adv, clip_low, clip_high):
+    r, adv = r.detach(), adv.detach()
+    return ((r < 1.0 - clip_low) & (adv < 0)) | ((r > 1.0 + clip_high) & (adv > 0))
+
+
 def token_log_ratio(logp, old_logp, mask):  # [B, T] -> [B, T], 0 on padding
     return torch.where(mask > 0, logp - old_logp, torch.zeros_like(logp))
 
@@ -60,6 +75,7 @@ def ppo_clip_term(logp, old_logp, adv, mask, *, clip_low, clip_high, dual_clip=N
     if dual_clip is not None:
         loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual_clip), loss)
     metrics = _ratio_metrics(r, log_r, mask) | _clip_fracs(r, adv, mask, clip_low, clip_high)
+    metrics |= _clip_shares(_active(r, adv, clip_low, clip_high), mask)
     return loss, metrics
 
 
@@ -72,6 +88,7 @@ def gspo_seq_term(logp, old_logp, adv, mask, *, clip_low, clip_high):
     seq_loss = torch.maximum(-a * s, -a * s.clamp(1.0 - clip_low, 1.0 + clip_high))  # [B]
     seq_mask = (mask.sum(-1) > 0).to(mask.dtype)
     metrics = _ratio_metrics(s, log_s, seq_mask) | _clip_fracs(s, a, seq_mask, clip_low, clip_high)
+    metrics |= _clip_shares(_active(s, a, clip_low, clip_high)[:, None].expand_as(mask), mask)
     return seq_loss[:, None].expand_as(mask), metrics
 
 

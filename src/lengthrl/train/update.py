@@ -216,10 +216,15 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
     return UpdateResult(n_opt, skipped, nonfinite, metrics)
 
 
+TOKEN_WEIGHTED = ("kl_ref", "clip_frac_tok")  # averaged over tokens whatever the loss's level
+SEQ_WEIGHTED = ("clip_frac_seq",)  # averaged over responses whatever the loss's level
+
+
 class LossStats:
     """The loss metrics of an update, reduced so that they do not depend on how the rows were split into
     micro-batches or ranks: `*_min` / `*_max` by min / max, the others as means weighted by the number of
-    entries they average (tokens; sequences for the sequence-level ratios of gspo / luspo; tokens for kl_ref)."""
+    entries they average (tokens; sequences for the sequence-level ratios of gspo / luspo; tokens for kl_ref and
+    clip_frac_tok, sequences for clip_frac_seq)."""
 
     def __init__(self, seq_level: bool):
         self.seq_level = seq_level
@@ -235,7 +240,8 @@ class LossStats:
         for k, v in metrics.items():
             if k in ("tokens", "seqs"):
                 continue
-            w = torch.as_tensor(metrics["seqs"] if self.seq_level and k != "kl_ref" else metrics["tokens"])
+            per_seq = k in SEQ_WEIGHTED or (self.seq_level and k not in TOKEN_WEIGHTED)
+            w = torch.as_tensor(metrics["seqs"] if per_seq else metrics["tokens"])
             w = w.detach().to(torch.float64)
             v = torch.as_tensor(v, device=w.device).detach().to(torch.float64)
             zero = torch.zeros((), dtype=torch.float64, device=w.device)

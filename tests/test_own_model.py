@@ -443,3 +443,28 @@ def test_tasks_show_and_budget_curves_prompt_through_the_template(qwen_dir, tmp_
     budget_curve(pol, task, [4], SamplingParams(max_new_tokens=4), samples=[s], tokenizer=tok,
                  chat_template="auto", system_prompt="Be brief.")
     assert pol.seen[0] == prompt_format(tok, "auto", "Be brief.").encode(tok, s)
+
+
+def test_python_reward_values_are_gathered_in_rank_order():
+    import torch
+
+    from lengthrl.tasks.base import Sample
+    from lengthrl.train.batch import StepBatch
+
+    class TwoRanks:  # rank 0's view of a 2-process gather: its own part, then rank 1's
+        enabled = True
+
+        def __init__(self, other):
+            self.other = other
+
+        def gather_objects(self, mine):
+            return [mine, self.other]
+
+    samples = [Sample(id=f"p{i}", prompt="q", answer="1") for i in range(4)]
+    rank1 = (["c", "d", "e", "f"], torch.tensor([3, 4, 5, 6]), torch.zeros(4, dtype=torch.bool), [None] * 4,
+             [{"index": 6}], {"brevity": [0.3, 0.4, 0.5, 0.6]})
+    sb = StepBatch(samples, 2, 0, 2, dist=TwoRanks(rank1))
+    got = sb.gather(["a", "b", "x", "y"], torch.tensor([1, 2, 1, 2]), torch.zeros(4, dtype=torch.bool), [None] * 4,
+                    [], {"brevity": [0.1, 0.2, 0.1, 0.2]})
+    assert got.extra == {"brevity": [0.1, 0.2, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}
+    assert got.texts[:5] == ["a", "b", "x", "y", "c"] and len(got.lengths) == 8

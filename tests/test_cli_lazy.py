@@ -55,3 +55,14 @@ def test_top_level_help_lists_every_command_and_runs_one(capsys):
     text = capsys.readouterr().out
     assert all(name in text for name in COMMAND_INDEX)
     assert main(["losses", "--name", "luspo"]) == 0 and "luspo" in capsys.readouterr().out
+
+
+def test_getting_started_examples_name_real_tasks():
+    import re
+
+    from lengthrl.commands import GETTING_STARTED
+    from lengthrl.tasks import TASKS
+
+    named = [(m[0] or m[1]).split(":")[0] for ex in GETTING_STARTED
+             for m in re.findall(r"--task[ =]([\w:]+)|--show ([\w:.]+)", ex)]
+    assert named and all(t in TASKS for t in named)

@@ -14,22 +14,37 @@ import pytest
 from lengthrl.errors import ConfigError
 from lengthrl.verifiers import SandboxLimits, code_reward, isolation, run_program
 from lengthrl.errors import LengthRLError
-from lengthrl.verifiers.sandbox import UID_BASE, WEAK_ENV
+from lengthrl.verifiers.sandbox import UID_BASE, WEAK_ENV, run_tag
 
 FAST = SandboxLimits(timeout_s=1.5, cpu_s=1, memory_bytes=512 << 20, max_output_bytes=64 << 10)
 
 
 def _sandbox_processes() -> set[int]:
-    """PIDs of processes still running a sandbox child (their command line names a run directory)."""
+    """PIDs of processes still running a sandbox child of this process (their command line carries its run
+    tag; other users of this machine may run sandboxes at the same time)."""
+    tag = run_tag().encode()
     out = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if b"lengthrl-sbx-" in (d / "cmdline").read_bytes():
+                if tag in (d / "cmdline").read_bytes():
                     out.add(int(d.name))
             except OSError:
                 pass
     return out
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(monkeypatch, tmp_path_factory):
+    """Run directories (and canaries) in a directory of this test's own, not in the shared $TMPDIR."""
+    tmp_path_factory.getbasetemp()  # pytest's own temporary directory stays where it is
+    d = tempfile.mkdtemp(prefix="lengthrl-sandbox-test-")
+    os.chmod(d, 0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", d)
+    yield d
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _run_dirs() -> set[str]:

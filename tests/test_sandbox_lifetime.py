@@ -17,7 +17,7 @@ import pytest
 from lengthrl.tasks.base import Sample
 from lengthrl.tasks.code_task import CodeTask
 from lengthrl.verifiers import SandboxLimits, isolation, run_program
-from lengthrl.verifiers.sandbox import RUN_TAG, UID_BASE, UID_SPAN, WEAK_ENV
+from lengthrl.verifiers.sandbox import WEAK_ENV, run_tag
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 LIM = SandboxLimits(timeout_s=20, cpu_s=10, memory_bytes=512 << 20, max_output_bytes=64 << 10)
@@ -44,25 +44,34 @@ TRAINER = textwrap.dedent(
 )
 
 
-def _run_processes() -> set[int]:
-    """Sandbox processes: their command line carries the run tag, or they run under a sandbox user id."""
+def _run_processes(trainer: int | None = None) -> set[int]:
+    """Live sandbox processes started by `trainer` (default: this process): their command line carries its
+    run tag (forked daemons keep it). Other users of this machine may run sandboxes at the same time."""
+    tag = run_tag(trainer).encode()
     out = set()
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
+        if not d.name.isdigit():
             continue
         try:
-            if RUN_TAG.encode() in (d / "cmdline").read_bytes():
+            if tag in (d / "cmdline").read_bytes():
                 out.add(int(d.name))
-                continue
-            for line in (d / "status").read_text().splitlines():
-                if line.startswith("Uid:"):
-                    uid = int(line.split()[1])
-                    if UID_BASE <= uid < UID_BASE + UID_SPAN or uid == 65534:
-                        out.add(int(d.name))
-                    break
-        except (OSError, ValueError):
+        except OSError:
             pass
     return out
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(monkeypatch, tmp_path_factory):
+    """Run directories in a directory of this test's own (other sandbox users share $TMPDIR)."""
+    tmp_path_factory.getbasetemp()  # pytest's own temporary directory stays where it is
+    d = tempfile.mkdtemp(prefix="lengthrl-lifetime-test-")
+    os.chmod(d, 0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", d)
+    monkeypatch.setenv("TMPDIR", d)
+    yield d
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _run_dirs() -> set[str]:
@@ -103,32 +112,30 @@ def _start_trainer(mode: str, timeout: float, assert_mode: bool, prog: str = DAE
 @pytest.mark.parametrize("assert_mode", [False, True], ids=["script", "assert"])
 @pytest.mark.parametrize("mode", _modes())
 def test_killing_the_trainer_ends_its_run(mode, assert_mode):
-    before_procs, before_dirs = _run_processes(), _run_dirs()
     trainer = _start_trainer(mode, timeout=120, assert_mode=assert_mode)
     try:  # the program and its 3 daemons are up
-        assert _wait(lambda: len(_run_processes() - before_procs) >= 4, 30), _run_processes() - before_procs
+        assert _wait(lambda: len(_run_processes(trainer.pid)) >= 4, 30), _run_processes(trainer.pid)
     finally:
         trainer.kill()
         trainer.wait()
-    assert _wait(lambda: not (_run_processes() - before_procs), 15), _run_processes() - before_procs
-    assert _wait(lambda: not (_run_dirs() - before_dirs), 10), _run_dirs() - before_dirs
+    assert _wait(lambda: not _run_processes(trainer.pid), 15), _run_processes(trainer.pid)
+    assert _wait(lambda: not _run_dirs(), 10), _run_dirs()
 
 
 @pytest.mark.parametrize("mode", [m for m in _modes() if m != "weak-uid"])
 def test_a_stopped_trainer_cannot_keep_its_run_alive(mode):
     """The run's init has its own deadline (timeout_s + 2 s), so a frozen trainer does not extend a run."""
-    before_procs, before_dirs = _run_processes(), _run_dirs()
     trainer = _start_trainer(mode, timeout=3, assert_mode=False)
     try:
-        assert _wait(lambda: len(_run_processes() - before_procs) >= 4, 30)
+        assert _wait(lambda: len(_run_processes(trainer.pid)) >= 4, 30)
         trainer.send_signal(signal.SIGSTOP)
-        gone = _wait(lambda: not (_run_processes() - before_procs), 20)
-        left = _run_processes() - before_procs
+        gone = _wait(lambda: not _run_processes(trainer.pid), 20)
+        left = _run_processes(trainer.pid)
     finally:
         trainer.kill()
         trainer.wait()
     assert gone, left
-    assert _wait(lambda: not (_run_dirs() - before_dirs), 10), _run_dirs() - before_dirs
+    assert _wait(lambda: not _run_dirs(), 10), _run_dirs()
 
 
 @pytest.mark.parametrize("mode", _modes())
@@ -139,11 +146,10 @@ def test_daemons_die_with_the_verdict(mode, monkeypatch):
     if mode != "ns":
         iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
     monkeypatch.setenv(WEAK_ENV, "1")
-    before = _run_processes()
     prog = DAEMONS.rsplit("time.sleep(300)", 1)[0]  # the main program ends at once; its daemons sleep
     res = run_program(prog, limits=LIM, iso=iso)
     assert res.stdout == "started\n", res.stderr[-500:]
-    assert _wait(lambda: not (_run_processes() - before), 5), _run_processes() - before
+    assert _wait(lambda: not _run_processes(), 5), _run_processes()
 
 
 NESTED_USERNS = (
@@ -171,6 +177,27 @@ def test_nested_user_namespaces_are_refused(mode, monkeypatch):
     assert lines[0] == "unshare -1 1" and lines[1] == "unshare+mount -1 1", res.stdout + res.stderr[-500:]
     assert lines[2].startswith("tool ") and "mounted" not in lines[2] and not lines[2].startswith("tool 0")
     assert lines[3:] == ["children-still-work", "fork 7"]
+
+
+MEMORY_OUTSIDE_RLIMIT_AS = (
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nheld = 0\n"
+    "try:\n    for i in range(40):\n        fd = os.memfd_create('x')\n        os.write(fd, bytes(16 << 20))\n"
+    "        held += 16\nexcept OSError as e:\n    print('memfd', e.errno)\n"
+    "print('shmget', libc.shmget(0, 1 << 20, 0o1000 | 0o600), ctypes.get_errno())\n"  # IPC_PRIVATE, IPC_CREAT
+    "print('held', held)\n"
+)
+
+
+@pytest.mark.parametrize("mode", _modes())
+def test_memory_that_rlimit_as_does_not_count_is_refused(mode, monkeypatch):
+    """memfd pages and System V segments need not be mapped, so RLIMIT_AS does not bound them (40 memfds of
+    16 MiB = 640 MiB under a 512 MiB limit): seccomp refuses memfd_create and shmget."""
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    res = run_program(MEMORY_OUTSIDE_RLIMIT_AS, limits=LIM, iso=iso)
+    assert res.stdout.splitlines() == ["memfd 1", "shmget -1 1", "held 0"], res.stdout + res.stderr[-500:]
 
 
 @pytest.mark.parametrize("mode,assert_mode", [(m, a) for m, a in [("ns", False), ("ns", True), ("weak-uid", True)]

@@ -124,8 +124,10 @@ def _set_limits(lim):
 
 # seccomp: refuse clone/unshare with CLONE_NEWUSER (a nested user namespace would give the program mount
 # rights, hence tmpfs memory outside RLIMIT_AS), clone3 (its flags are out of the filter's reach: ENOSYS
-# makes the C library fall back to clone), and every syscall of another ABI (x32, i386).
-_ARCH = {"x86_64": (0xC000003E, 56, 272, 435), "aarch64": (0xC00000B7, 220, 97, 435)}
+# makes the C library fall back to clone), memory that RLIMIT_AS does not count (memfd_create, memfd_secret,
+# System V shared memory: pages that need not be mapped), and every syscall of another ABI (x32, i386).
+# arch: (audit arch, clone, unshare, clone3, [refused outright: memfd_create, shmget, memfd_secret])
+_ARCH = {"x86_64": (0xC000003E, 56, 272, 435, [319, 29, 447]), "aarch64": (0xC00000B7, 220, 97, 435, [279, 194, 447])}
 CLONE_NEWUSER = 0x10000000
 
 
@@ -133,25 +135,29 @@ def _forbid_user_namespaces(libc, ctypes):
     arch = _ARCH.get(os.uname().machine)
     if arch is None:
         raise OSError("seccomp filter: unsupported machine " + os.uname().machine)
-    audit, nr_clone, nr_unshare, nr_clone3 = arch
+    audit, nr_clone, nr_unshare, nr_clone3, refused = arch
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
     prog = [
-        (ld, 0, 0, 4),  # 0 arch
-        (jeq, 1, 0, audit),  # 1
-        (ret, 0, 0, eperm),  # 2 another ABI
-        (ld, 0, 0, 0),  # 3 syscall number
-        (jge, 0, 1, 0x40000000),  # 4 x32
-        (ret, 0, 0, eperm),  # 5
-        (jeq, 0, 1, nr_clone3),  # 6
-        (ret, 0, 0, enosys),  # 7
-        (jeq, 2, 0, nr_clone),  # 8 -> 11
-        (jeq, 1, 0, nr_unshare),  # 9 -> 11
-        (ret, 0, 0, allow),  # 10
-        (ld, 0, 0, 16),  # 11 flags (first argument, low 32 bits)
-        (jset, 0, 1, CLONE_NEWUSER),  # 12
-        (ret, 0, 0, eperm),  # 13
-        (ret, 0, 0, allow),  # 14
+        (ld, 0, 0, 4),  # arch
+        (jeq, 1, 0, audit),
+        (ret, 0, 0, eperm),  # another ABI
+        (ld, 0, 0, 0),  # syscall number
+        (jge, 0, 1, 0x40000000),  # x32
+        (ret, 0, 0, eperm),
+        (jeq, 0, 1, nr_clone3),
+        (ret, 0, 0, enosys),
+    ]
+    for nr in refused:
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    prog += [
+        (jeq, 2, 0, nr_clone),  # -> flags
+        (jeq, 1, 0, nr_unshare),  # -> flags
+        (ret, 0, 0, allow),
+        (ld, 0, 0, 16),  # flags (first argument, low 32 bits)
+        (jset, 0, 1, CLONE_NEWUSER),
+        (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
     ]
 
     class Filter(ctypes.Structure):

@@ -54,6 +54,11 @@ _uids_in_use: set[int] = set()
 _CHILD_SRC = Path(__file__).with_name("_sandbox_child.py")
 WEAK_ENV = "LENGTHRL_SANDBOX_WITHOUT_NAMESPACES"  # "1": run untrusted code even without namespaces
 RUN_TAG = "lengthrl-sbx-run"
+
+
+def run_tag(pid: int | None = None) -> str:
+    """The tag in the command line of every sandboxed process started by process `pid` (default: this one)."""
+    return f"{RUN_TAG}:{os.getpid() if pid is None else pid}:"
 _NS_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 
 
@@ -344,7 +349,7 @@ def _launch(role: str, program: str | None, iso: Isolation, lim: SandboxLimits, 
                 os.chown(p, uid, uid)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
         cfg = {
-            "tag": RUN_TAG,  # in every sandbox process's command line
+            "tag": run_tag(),  # in every sandbox process's command line: whose run it is
             "role": role,
             "workdir": workdir,
             "readonly_fs": iso.readonly_fs,

@@ -46,7 +46,11 @@ class RoundSignal:
 
 
 def round_signal(rewards: torch.Tensor, group_size: int, finite: bool) -> RoundSignal:
-    """The groups with reward spread of a round's rewards [N] (DAPO's filter: 0 < accuracy < 1 for a 0/1 reward)."""
+    """The groups with reward spread of a round's rewards [N] (DAPO's filter: 0 < accuracy < 1 for a 0/1 reward).
+    A round with a non-finite reward is not filtered (every group marked): the trainer's non-finite guard then
+    skips the step and names the term, which the filter's own check of its input would hide."""
+    if not finite:
+        return RoundSignal(torch.ones(rewards.numel() // group_size, dtype=torch.bool), finite)
     keep, _ = dynamic_sampling_filter(rewards, group_size)  # [N]
     return RoundSignal(keep.view(-1, group_size)[:, 0].clone(), finite)
 

@@ -1,16 +1,19 @@
-"""AR-order rollouts, the policy adapter and LLaDA parallel decoding."""
+"""AR-order rollouts, the trainer's diffusion log-prob function on them, and LLaDA parallel decoding."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lengthrl.dllm.adapter import DiffusionLogprobs
 from lengthrl.dllm.logprobs import ar_logprobs
 from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer, tiny_diffusion_model
 from lengthrl.dllm.parallel import generate_parallel, num_transfer_tokens
-from lengthrl.dllm.pretrain import encode_prompts
-from lengthrl.dllm.rollout import DiffusionPolicy, finish, generate_ar, top_p_filter
+from lengthrl.dllm.rollout import finish, generate_ar
 from lengthrl.errors import ConfigError, UnknownNameError
+from lengthrl.rollout import SamplingParams, left_pad, sampling_logprobs
+from lengthrl.tasks.base import Sample
+from lengthrl.train.prompts import encode_prompts
 
 TOK = char_tokenizer()
 IDS = dict(mask_token_id=TOK.mask_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
@@ -31,13 +34,19 @@ def model():
 
 @pytest.fixture(scope="module")
 def prompts():
-    return encode_prompts(TOK, ["1+2=", "13+4=", "7="])
+    samples = [Sample(id=p, prompt=p, answer="") for p in ["1+2=", "13+4=", "7="]]
+    return left_pad(encode_prompts(TOK, samples, None), TOK.pad_token_id)
+
+
+def top_p_kept(logits, top_p):
+    """The tokens the rollout sampler may draw under `top_p` (temperature 1)."""
+    return sampling_logprobs(logits, SamplingParams(top_p=top_p)).isfinite()
 
 
 def test_rollout_fields_and_logp_match_exact_scoring(model, prompts):
     pids, pmask = prompts
-    pol = DiffusionPolicy.from_tokenizer(model, TOK, gen_length=6, temperature=1.0)
-    batch = pol.generate(pids, pmask, n=4, generator=torch.Generator().manual_seed(0))
+    batch = generate_ar(model, pids, pmask, gen_length=6, n=4, generator=torch.Generator().manual_seed(0), **IDS)
+    score = DiffusionLogprobs(TOK.mask_token_id, TOK.pad_token_id, gen_length=6)
     B = 12
     assert batch.response_ids.shape == (B, 6) and batch.prompt_ids.shape == (B, pids.shape[1])
     assert batch.group_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
@@ -50,29 +59,31 @@ def test_rollout_fields_and_logp_match_exact_scoring(model, prompts):
         assert (row[n - 1] == eos) != bool(batch.truncated[b])
         assert all(v == TOK.pad_token_id for v in row[n:])
     assert len(set(batch.lengths.tolist())) > 1  # varied lengths exercise the masking
-    again = pol.logprobs(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+    again = score(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
     assert torch.allclose(again, batch.logp, atol=1e-5)
-    # the trainer may trim trailing padding: the policy still scores on the generation canvas
+    # the engine trims trailing padding: the log-prob function still scores on the generation canvas
     T = int(batch.lengths.max())
-    trimmed = pol.logprobs(batch.prompt_ids, batch.prompt_mask, batch.response_ids[:, :T],
-                           batch.response_mask[:, :T])
+    trimmed = score(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids[:, :T],
+                    batch.response_mask[:, :T])
     assert torch.allclose(trimmed, batch.logp[:, :T], atol=1e-5)
 
 
 def test_rollout_temperature_scoring(model, prompts):
     pids, pmask = prompts
-    pol = DiffusionPolicy.from_tokenizer(model, TOK, gen_length=5, temperature=0.7)
-    batch = pol.generate(pids, pmask, n=2, generator=torch.Generator().manual_seed(1))
-    again = pol.logprobs(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+    batch = generate_ar(model, pids, pmask, gen_length=5, n=2, temperature=0.7,
+                        generator=torch.Generator().manual_seed(1), **IDS)
+    score = DiffusionLogprobs(TOK.mask_token_id, TOK.pad_token_id, gen_length=5)
+    again = score(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask,
+                  temperature=0.7)
     assert torch.allclose(again, batch.logp, atol=1e-5)
 
 
 def test_top_p_keeps_nucleus():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = top_p_filter(logits, 0.7).isfinite()[0].tolist()
+    kept = top_p_kept(logits, 0.7)[0].tolist()
     assert kept == [True, True, False, False]
-    assert top_p_filter(logits, 0.5).isfinite()[0].tolist() == [True, False, False, False]
-    assert top_p_filter(logits, 1.0).isfinite().all()
+    assert top_p_kept(logits, 0.5)[0].tolist() == [True, False, False, False]
+    assert top_p_kept(logits, 1.0).all()
 
 
 def test_top_p_sampling_never_leaves_nucleus(model, prompts):
@@ -83,7 +94,7 @@ def test_top_p_sampling_never_leaves_nucleus(model, prompts):
     attn = torch.cat([batch.prompt_mask, torch.ones(150, 1, dtype=torch.long)], 1)
     from lengthrl.dllm.forward import full_logits
 
-    allowed = top_p_filter(full_logits(model, x, attn)[:, -1], 0.3).isfinite()
+    allowed = top_p_kept(full_logits(model, x, attn)[:, -1], 0.3)
     assert bool(allowed[torch.arange(150), batch.response_ids[:, 0]].all())
 
 

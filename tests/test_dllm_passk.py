@@ -8,16 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import lengthrl.advantages
 import lengthrl.cli
-import lengthrl.objectives
 from lengthrl.dllm.bias import estimator_bias
 from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer, tiny_diffusion_model
 from lengthrl.dllm.passk import pass_at_k, passk_curve
 from lengthrl.dllm.toytask import AdditionTask
 from lengthrl.errors import ConfigError
-
-from test_dllm_justgrpo import _grpo_advantages, _grpo_loss
 
 
 def test_pass_at_k_hand_values():
@@ -67,19 +63,12 @@ def test_addition_task_splits_are_disjoint():
         t.samples("dev")
 
 
-def test_cli_dllm_passk_micro_run(tmp_path, monkeypatch, capsys):
-    if not hasattr(lengthrl.objectives, "policy_loss"):
-        monkeypatch.setattr(lengthrl.objectives, "policy_loss", _grpo_loss, raising=False)
-    if not hasattr(lengthrl.advantages, "compute_advantages"):
-        monkeypatch.setattr(lengthrl.advantages, "compute_advantages", _grpo_advantages, raising=False)
-    import importlib.util
-
-    present = [m for m in lengthrl.cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None]
-    monkeypatch.setattr(lengthrl.cli, "COMMAND_MODULES", present)
+def test_cli_dllm_passk_micro_run(tmp_path, capsys):
+    """`lengthrl dllm passk` builds an organism and trains it through the trainer (checkpoints, metrics.jsonl)."""
     out = tmp_path / "run"
     rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--max-operand", "3", "--pretrain-steps", "10",
                             "--n", "4", "--ks", "1,2,4", "--grpo-steps", "2", "--group-size", "2",
-                            "--prompts-per-step", "2"])
+                            "--prompts-per-step", "2", "--set", "checkpoint_every=1", "--quiet"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     for when in ("before", "after"):
@@ -87,7 +76,11 @@ def test_cli_dllm_passk_micro_run(tmp_path, monkeypatch, capsys):
             curve = res[when]["sampling"][order]["passk"]
             vals = [curve[k] for k in ("1", "2", "4")]
             assert all(0 <= v <= 1 for v in vals) and vals == sorted(vals)
-    assert len(res["justgrpo"]) == 2 and (out / "passk.png").stat().st_size > 0
+    assert res["train_summary"]["steps"] == 2 and [r["step"] for r in res["train_metrics"]] == [1, 2]
+    assert res["config"]["train"]["policy"] == "diffusion" and res["config"]["train"]["group_size"] == 2
+    assert res["config"]["train"]["model"] == str(out / "organism") and res["config"]["train"]["train_prompts"] == 12
+    assert len((out / "train" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (out / "train" / "final" / "config.json").is_file() and (out / "passk.png").stat().st_size > 0
     assert "pass@4" in (out / "passk.md").read_text() and "pass@4" in capsys.readouterr().out
     rc = lengthrl.cli.main(["dllm", "passk", "--out", str(out), "--ks", "1,32", "--n", "4"])
     assert rc == 2  # ConfigError -> message, no traceback

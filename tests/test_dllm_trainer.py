@@ -13,7 +13,8 @@ from lengthrl.dllm.pretrain import pretrain
 from lengthrl.errors import ConfigError
 from lengthrl.rewards import CompositeReward
 from lengthrl.rollout import SamplingParams
-from lengthrl.tasks import get_task
+from lengthrl.tasks import TASKS, get_task
+from lengthrl.tasks.base import Sample, Score, Task
 from lengthrl.train.config import build_config
 from lengthrl.train.loop import Trainer, train
 
@@ -116,6 +117,39 @@ def test_resume_equals_uninterrupted(micro_dir, tmp_path):
     assert resumed.metrics.rows()[-1]["acc"] == full.metrics.rows()[-1]["acc"]
     for k, v in full.model.state_dict().items():
         assert torch.allclose(resumed.model.state_dict()[k], v, atol=1e-6), k
+
+
+class StartsWithSeven(Task):
+    """Correct when the response starts with "7": learnable from a random init in a few steps."""
+
+    name = "test_starts_with_7"
+
+    def samples(self, split="train", n=None, seed=0):
+        return [Sample(id=str(i), prompt=f"{i}=", answer="7") for i in range(10)][:n]
+
+    def score(self, sample, response):
+        ok = response.startswith("7")
+        return Score(correct=ok, reward=float(ok))
+
+
+if StartsWithSeven.name not in TASKS:
+    TASKS.register(StartsWithSeven.name, StartsWithSeven)
+
+
+def test_reward_rises_on_an_easy_task(tmp_path):
+    """JustGRPO through the trainer on a random-init model whose "7" is a plausible first token: 12 steps raise
+    the train-sample accuracy, and the rollout log-probs are the update's (ratio exactly 1)."""
+    model = tiny_diffusion_model(TOK, TinyDiffusionConfig(hidden_size=32, intermediate_size=64), seed=0)
+    with torch.no_grad():
+        model.cls.predictions.bias[TOK.convert_tokens_to_ids("7")] += 2.0
+    d = save_diffusion_model(model, TOK, tmp_path / "init")
+    cfg = cfg_for(d, task=StartsWithSeven.name, task_args={}, train_prompts=10, eval_prompts=0, steps=12,
+                  prompts_per_step=4, reward=[{"name": "correct", "weight": 2.0}, {"name": "constant", "weight": -1.0}])
+    rows = train(cfg, tmp_path / "run", progress=False, evaluate=False).metrics.rows()
+    assert len(rows) == 12 and all(r["ratio_min"] == r["ratio_max"] == 1.0 for r in rows if "ratio_max" in r)
+    first = sum(r["acc"] for r in rows[:3]) / 3
+    last = sum(r["acc"] for r in rows[-3:]) / 3
+    assert last > first
 
 
 def test_config_errors(micro_dir):

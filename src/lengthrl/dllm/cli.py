@@ -19,9 +19,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _passk_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/dllm", help="output directory (organism, results.json, passk.md/png)")
-    p.add_argument("--task", default=None, help="a registered task (e.g. arith_chain); default: addition")
-    p.add_argument("--max-operand", type=int, default=19, help="addition task operands in [0, N]")
+    p.add_argument("--out", default="runs/dllm", help="output directory (organism/, train/, results.json, "
+                   "passk.md/png)")
+    p.add_argument("--task", default=None, help="a registered task (e.g. arith_chain); default: dllm_addition")
+    p.add_argument("--max-operand", type=int, default=19, help="dllm_addition operands in [0, N]")
     p.add_argument("--gen-length", type=int, default=4, help="generation canvas length (0: longest solution + 1)")
     p.add_argument("--pretrain-steps", type=int, default=800)
     p.add_argument("--pretrain-fraction", type=float, default=1.0,
@@ -29,19 +30,21 @@ def _passk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-prompts", type=int, default=None, help="evaluate on the first N test prompts")
     p.add_argument("--n", type=int, default=16, help="samples per prompt for pass@k")
     p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16), help="k values, e.g. 1,2,4,8,16")
-    p.add_argument("--grpo-steps", type=int, default=60)
-    p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--prompts-per-step", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-5, help="JustGRPO learning rate (AdamW)")
+    p.add_argument("--grpo-steps", type=int, default=60, help="training steps (config key steps)")
+    p.add_argument("--group-size", type=int, default=8, help="config key group_size")
+    p.add_argument("--prompts-per-step", type=int, default=8, help="config key prompts_per_step")
+    p.add_argument("--lr", type=float, default=3e-5, help="JustGRPO learning rate (AdamW; config key lr)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training config key (those of configs/justgrpo_organism.toml)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _passk(args: argparse.Namespace) -> int:
     import torch
 
     from lengthrl.dllm.experiment import FlexibilityConfig, run_flexibility_experiment
-    from lengthrl.dllm.justgrpo import JustGRPOConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,18 +53,17 @@ def _passk(args: argparse.Namespace) -> int:
     cfg = FlexibilityConfig(
         task=args.task, max_operand=args.max_operand, gen_length=args.gen_length,
         pretrain_steps=args.pretrain_steps, test_prompts=args.test_prompts,
-        pretrain_fraction=args.pretrain_fraction, n=args.n, ks=args.ks,
-        seed=args.seed,
-        grpo=JustGRPOConfig(steps=args.grpo_steps, group_size=args.group_size,
-                            prompts_per_step=args.prompts_per_step, lr=args.lr, seed=args.seed),
-    )
-    run_flexibility_experiment(args.out, cfg)
+        pretrain_fraction=args.pretrain_fraction, n=args.n, ks=args.ks, seed=args.seed)
+    sets = [f"steps={args.grpo_steps}", f"group_size={args.group_size}",
+            f"prompts_per_step={args.prompts_per_step}", f"lr={args.lr!r}", *args.set]
+    run_flexibility_experiment(args.out, cfg, sets, progress=not args.quiet)
     print(open(f"{args.out}/passk.md").read())
     return 0
 
 
 ACTIONS.register("passk", (_passk_args, _passk,
-                           "pass@k of AR-order vs arbitrary-order sampling before/after JustGRPO (+ tables, plot)"))
+                           "build an organism, then pass@k of AR-order vs arbitrary-order sampling before/after "
+                           "JustGRPO through `lengthrl train` (+ tables, plot)"))
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:

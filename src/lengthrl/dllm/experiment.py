@@ -1,40 +1,51 @@
-"""The flexibility-trap experiment on the diffusion organism (arXiv 2601.15165, section 5 of the reference).
+"""The flexibility-trap experiment on the diffusion organism (arXiv 2601.15165), through the trainer.
 
 1. build (or reuse) the organism: masked-diffusion pre-training on part of the task's train split;
 2. before RL: greedy accuracy for several (steps, block_length) parallel-decoding settings, and pass@k curves of
    AR-order and arbitrary-order (confidence) sampling on the held-out test split, and the bias of the cheap
-   log-prob estimators against the exact ones;
-3. JustGRPO on the whole train split;
-4. the same evaluations after RL. Writes results.json, passk.md (tables) and passk.png to `out`.
+   log-prob estimators against the exact ones (`evaluate`);
+3. JustGRPO: `lengthrl.train.train` with ``policy = "diffusion"`` and the run of
+   `configs/justgrpo_organism.toml` (`DEMO_CONFIG`; checkpoints, resume and verifier deadlines included);
+4. the same evaluations after RL (same sampling seed: common random numbers). Writes results.json, passk.md
+   (tables) and passk.png to `out`, the training run to `out`/train.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import asdict, dataclass, field, replace
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from lengthrl.dllm.bias import estimator_bias
-from lengthrl.dllm.justgrpo import JustGRPOConfig, justgrpo_train
 from lengthrl.dllm.model import char_tokenizer_for
 from lengthrl.dllm.organism import OrganismRecipe, longest_solution, task_organism, task_texts
 from lengthrl.dllm.passk import correct_counts, greedy_accuracy, passk_curve
-from lengthrl.dllm.pretrain import encode_prompts
-from lengthrl.dllm.rollout import DiffusionPolicy
-from lengthrl.dllm.toytask import AdditionTask
+from lengthrl.dllm.rollout import generate_ar
 from lengthrl.errors import ConfigError
+from lengthrl.rollout import left_pad
+from lengthrl.train.prompts import encode_prompts
 from lengthrl.tasks.base import Task
+
+#: the run of `configs/justgrpo_organism.toml` (kept equal to it; `--set` overrides keys)
+DEMO_CONFIG = {
+    "policy": "diffusion", "model": "organism", "task": "dllm_addition", "task_args": {"max_operand": 19},
+    "train_prompts": 300, "eval_prompts": 100, "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 4,
+    "temperature": 1.0, "steps": 60, "lr": 3e-5, "grad_clip": 1.0, "loss": "grpo", "justgrpo_loss": "official",
+    "advantage": "grpo", "adv_eps": 1e-4, "epochs": 1, "mini_batches": 1, "beta": 0.0, "checkpoint_every": 20,
+    "log_every": 10, "sample_every": 20,
+    "reward": [{"name": "correct", "weight": 2.0}, {"name": "constant", "weight": -1.0}],
+}
 
 
 @dataclass
 class FlexibilityConfig:
-    """Settings of `run_flexibility_experiment` (defaults: a few minutes on 2 CPU cores)."""
+    """The organism and evaluation settings of `run_flexibility_experiment` (training: a TrainConfig)."""
 
-    task: str | None = None  # a registered task name (lengthrl.tasks.get_task); None: AdditionTask
-    max_operand: int = 19  # AdditionTask operands in [0, max_operand]
+    task: str | None = None  # a registered task name (lengthrl.tasks.get_task); None: dllm_addition
+    max_operand: int = 19  # dllm_addition operands in [0, max_operand]
     gen_length: int = 4  # 0: the longest solution + EOS
     pretrain_steps: int = 800
     pretrain_fraction: float = 1.0  # share of the train split seen in pre-training (RL sees all of it)
@@ -43,7 +54,6 @@ class FlexibilityConfig:
     ks: tuple[int, ...] = (1, 2, 4, 8, 16)
     test_prompts: int | None = None  # default: the whole test split
     decode_settings: tuple[tuple[int, int], ...] | None = None  # (steps, block); None: `default_settings`
-    grpo: JustGRPOConfig = field(default_factory=JustGRPOConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -51,6 +61,14 @@ class FlexibilityConfig:
             raise ConfigError(f"every k in ks {self.ks} must be in [1, n={self.n}]")
         if not 0 < self.pretrain_fraction <= 1:
             raise ConfigError(f"pretrain_fraction must be in (0, 1], got {self.pretrain_fraction}")
+
+    @property
+    def task_name(self) -> str:
+        return self.task or "dllm_addition"
+
+    @property
+    def task_args(self) -> dict:
+        return {} if self.task else {"max_operand": self.max_operand}
 
 
 def organism_recipe(cfg: FlexibilityConfig) -> OrganismRecipe:
@@ -65,17 +83,6 @@ def default_settings(gen_length: int) -> tuple[tuple[int, int], ...]:
     return tuple(sorted({(g, 1), (g, g), (max(1, g // 2), g), (1, g)}, key=lambda s: (-s[0], s[1])))
 
 
-def resolve_task(cfg: FlexibilityConfig) -> Task:
-    """The task named in `cfg.task` (through the project's task registry), else `AdditionTask`."""
-    if cfg.task is None:
-        return AdditionTask(max_operand=cfg.max_operand)
-    import lengthrl.tasks as tasks
-
-    if not hasattr(tasks, "get_task"):
-        raise ConfigError(f"task {cfg.task!r}: this lengthrl build has no task registry; omit --task")
-    return tasks.get_task(cfg.task)
-
-
 def evaluate(model, tok, task: Task, cfg: FlexibilityConfig, seed: int) -> dict:
     """Greedy accuracy per decoding setting, pass@k per sampling order, estimator bias (test split)."""
     test = task.samples("test", n=cfg.test_prompts, seed=0)
@@ -86,38 +93,94 @@ def evaluate(model, tok, task: Task, cfg: FlexibilityConfig, seed: int) -> dict:
         g = torch.Generator().manual_seed(seed)
         counts, stats = correct_counts(model, tok, task, test, order, cfg.n, cfg.gen_length, generator=g)
         curves[order] = {"passk": passk_curve(counts, cfg.n, cfg.ks), **stats}
-    pids, pmask = encode_prompts(tok, [s.prompt for s in test])
-    pol = DiffusionPolicy.from_tokenizer(model, tok, cfg.gen_length)
-    roll = pol.generate(pids, pmask, n=4, generator=torch.Generator().manual_seed(seed))
+    pids, pmask = left_pad(encode_prompts(tok, test, None), tok.pad_token_id)
+    model.eval()
+    roll = generate_ar(model, pids, pmask, mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id, gen_length=cfg.gen_length, n=4,
+                       generator=torch.Generator().manual_seed(seed))  # the whole canvas, as trained
     bias = estimator_bias(model, roll.prompt_ids, roll.prompt_mask, roll.response_ids, roll.response_mask,
                           tok.mask_token_id, seed=seed, random_mask={"num_draws": 8})
     return {"greedy": acc, "sampling": curves, "estimator_bias": bias}
 
 
-def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, task: Task | None = None,
-                               log=print) -> dict:
-    """Run the experiment (module docstring); returns the results written to `out`/results.json."""
+def justgrpo_run(out: str | Path, cfg, fcfg: FlexibilityConfig, progress: bool = True, log=print) -> dict:
+    """Evaluate the model of `cfg` (a TrainConfig with policy = "diffusion"), train it with `lengthrl.train.train`
+    into `out`/train, evaluate again; returns the results (also written to `out`: results.json, passk.md/png)."""
+    from lengthrl.dllm.adapter import load, resolve
+    from lengthrl.tasks import get_task
+    from lengthrl.train.config import to_dict
+    from lengthrl.train.loop import train
+
+    if cfg.policy != "diffusion":
+        raise ConfigError(f"config key 'policy': the diffusion experiments need 'diffusion', got {cfg.policy!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    task = task or resolve_task(cfg)
-    if cfg.gen_length == 0:
-        cfg = replace(cfg, gen_length=longest_solution(task, char_tokenizer_for(task_texts(task)[2])) + 1)
-    org = task_organism(out / "organism", task, cfg.gen_length, organism_recipe(cfg), log=log)
-    tok = org.tokenizer
-    log("evaluating the organism before RL")
-    before = evaluate(org.model, tok, task, cfg, cfg.seed)
-    model = copy.deepcopy(org.model)
-    policy = DiffusionPolicy.from_tokenizer(model, tok, cfg.gen_length)
-    history = justgrpo_train(policy, tok, task, cfg.grpo, log=log)
+    t0 = time.perf_counter()
+    model_dir = resolve(cfg)  # builds or reuses the organism for model = "organism"
+    t_org = time.perf_counter() - t0
+    task = get_task(cfg.task, **cfg.task_args)
+    model, tok = load(model_dir)
+    log(f"model {model_dir} ({t_org:.0f} s); evaluating before JustGRPO")
+    before = evaluate(model, tok, task, fcfg, cfg.seed)
+    t1 = time.perf_counter()
+    tr = train(cfg, out / "train", progress=progress, evaluate=False)
+    t_train = time.perf_counter() - t1
     log("evaluating after JustGRPO")
-    after = evaluate(model, tok, task, cfg, cfg.seed)  # same sampling seed: common random numbers
-    cfg_dict = asdict(cfg)
-    results = {"config": cfg_dict, "before": before, "after": after, "justgrpo": history,
-               "organism_final_loss": org.meta.get("final_loss")}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "passk.md").write_text(markdown_report(results))
+    after = evaluate(tr.model, tr.tok, task, fcfg, cfg.seed)  # same sampling seed: common random numbers
+    rows = tr.metrics.rows()
+    k = max(1, len(rows) // 6)
+    mean = lambda rs, key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+    results = {
+        "config": {"ks": list(fcfg.ks), "n": fcfg.n, "train": to_dict(cfg), "flexibility": asdict(fcfg)},
+        "model_dir": str(model_dir), "before": before, "after": after,
+        "train_summary": {"steps": len(rows), "seconds": t_train, "seconds_per_step": t_train / max(len(rows), 1),
+                          f"acc_first_{k}_steps": mean(rows[:k], "acc"), f"acc_last_{k}_steps": mean(rows[-k:], "acc"),
+                          "ratio_max": max(r.get("ratio_max", 1.0) for r in rows)},
+        "train_metrics": rows,
+        "seconds_total": time.perf_counter() - t0,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "passk.md").write_text(summary_lines(results) + "\n" + markdown_report(results))
     plot_passk(results, out / "passk.png")
     return results
+
+
+def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, overrides: list[str] | None = None,
+                               progress: bool = True, log=print) -> dict:
+    """Build the organism of `cfg` in `out`/organism, then `justgrpo_run` with `DEMO_CONFIG` on it (the task,
+    canvas and seed of `cfg`, every train prompt; `overrides`: ``key=value`` config keys)."""
+    import copy
+
+    from lengthrl.tasks import get_task
+    from lengthrl.train.config import build_config
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task(cfg.task_name, **cfg.task_args)
+    if cfg.gen_length == 0:
+        cfg = replace(cfg, gen_length=longest_solution(task, char_tokenizer_for(task_texts(task)[2])) + 1)
+    task_organism(out / "organism", task, cfg.gen_length, organism_recipe(cfg), log=log)
+    n_train = len(task.samples("train"))
+    base = copy.deepcopy(DEMO_CONFIG) | {
+        "model": str(out / "organism"), "task": cfg.task_name, "task_args": cfg.task_args,
+        "max_new_tokens": cfg.gen_length, "train_prompts": n_train, "seed": cfg.seed,
+        "eval_prompts": min(DEMO_CONFIG["eval_prompts"], len(task.samples("test")))}
+    tcfg = build_config(overrides=overrides, extra=base)
+    return justgrpo_run(out, tcfg, cfg, progress=progress, log=log)
+
+
+def summary_lines(res: dict) -> str:
+    """Accuracy before/after (greedy AR order and the parallel settings) and the training figures."""
+    b, a, s = res["before"]["greedy"], res["after"]["greedy"], res["train_summary"]
+    lines = ["## JustGRPO through the trainer", "",
+             f"{s['steps']} steps in {s['seconds']:.0f} s ({s['seconds_per_step']:.2f} s/step); train-sample "
+             f"accuracy {s[next(k for k in s if k.startswith('acc_first'))]:.3f} -> "
+             f"{s[next(k for k in s if k.startswith('acc_last'))]:.3f}; max importance ratio {s['ratio_max']:.6f}", "",
+             "| decoding (steps, block) | forwards/token | greedy accuracy before | after |", "|---|---|---|---|"]
+    for x, y in zip(b, a):
+        lines.append(f"| ({x['steps']}, {x['block_length']}) | {x['forwards_per_token']:.2f} | "
+                     f"{100 * x['accuracy']:.1f} | {100 * y['accuracy']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_report(res: dict) -> str:

@@ -11,8 +11,9 @@ scored position, skips positions outside ``response_mask`` and, when gradients a
 chunk so only one chunk's activations are alive at a time.
 
 Cheaper approximations, registered in `ESTIMATORS` ("exact" is `ar_logprobs`):
-- ``mean_field`` (d1, arXiv 2504.12216): one forward with the whole response masked,
-  log p(y_t | x, MASK^T) for every t; d1 also masks prompt tokens at random (``prompt_mask_prob``, d1 uses 0.15).
+- ``mean_field`` (d1's diffu-GRPO one-step estimate, arXiv 2504.12216): one forward with the whole response
+  masked, log p(y_t | x, MASK^T) for every t; d1 also masks prompt tokens at random (``prompt_mask_prob``, d1
+  uses 0.15; the trainer's key ``p_mask_prompt``).
 - ``random_mask``: ``num_draws`` forwards; draw s ~ U(0,1) per row, mask each response token with probability s,
   and average log p(y_t | visible context) over the draws in which t was masked (t never masked falls back to the
   mean-field value).
@@ -131,46 +132,89 @@ def ar_logprobs_loop(model: torch.nn.Module, prompt_ids: torch.Tensor, response_
 
 
 def mean_field_logprobs(model, prompt_ids, response_ids, mask_token_id, *, prompt_mask=None, response_mask=None,
-                        prompt_mask_prob: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """d1's one-step estimate [B, T]: log p(y_t | x, whole response masked), one forward for all t."""
+                        prompt_mask_prob: float = 0.0, generator: torch.Generator | None = None,
+                        prompt_noise: torch.Tensor | None = None, temperature: float = 1.0,
+                        return_entropy: bool = False):
+    """d1's one-step estimate [B, T] (diffu-GRPO, arXiv 2504.12216): log p(y_t | x', whole response masked), one
+    forward for all t, where x' is the prompt with each token replaced by MASK with probability
+    `prompt_mask_prob` (d1: 0.15; the draws are `prompt_noise` [B, P] uniforms when given, else drawn from
+    `generator`; a token is masked where its uniform < prompt_mask_prob; left padding is never masked).
+    temperature: score under softmax(logits / temperature). return_entropy: also the entropy [B, T] of that
+    distribution at each position (0 outside `response_mask`)."""
     _check_inputs(prompt_ids, response_ids, prompt_mask, response_mask)
     if not 0.0 <= prompt_mask_prob < 1.0:
         raise ConfigError(f"prompt_mask_prob must be in [0, 1), got {prompt_mask_prob}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 to score log-probs, got {temperature}")
     P, T = prompt_ids.shape[1], response_ids.shape[1]
     x_prompt = prompt_ids
     if prompt_mask_prob > 0:
-        hit = torch.rand(prompt_ids.shape, generator=generator, device=_rand_device(generator, prompt_ids)) \
-            < prompt_mask_prob
+        if prompt_noise is None:
+            prompt_noise = torch.rand(prompt_ids.shape, generator=generator,
+                                      device=_rand_device(generator, prompt_ids)).to(prompt_ids.device)
+        if prompt_noise.shape != prompt_ids.shape:
+            raise ConfigError(f"prompt_noise has shape {tuple(prompt_noise.shape)}; it must match prompt_ids "
+                              f"{tuple(prompt_ids.shape)}")
+        hit = prompt_noise.to(prompt_ids.device) < prompt_mask_prob  # [B, P]
+        if prompt_mask is not None:
+            hit = hit & prompt_mask.bool()
         x_prompt = torch.where(hit, mask_token_id, prompt_ids)
     x = torch.cat([x_prompt, torch.full_like(response_ids, mask_token_id)], dim=1)
-    lp = full_logits(model, x, _attention(prompt_ids, prompt_mask, T))[:, P:].float().log_softmax(-1)
+    lp = (full_logits(model, x, _attention(prompt_ids, prompt_mask, T))[:, P:].float() / temperature).log_softmax(-1)
     out = lp.gather(-1, response_ids[..., None])[..., 0]  # [B, T]
-    return out if response_mask is None else out * response_mask.to(out.dtype)
+    keep = torch.ones_like(out) if response_mask is None else response_mask.to(out.dtype)
+    if not return_entropy:
+        return out * keep
+    with torch.no_grad():  # a metric: no softmax graph kept alive for the backward
+        lpd = lp.detach()
+        ent = -(lpd.exp() * lpd).sum(-1)  # [B, T]
+    return out * keep, ent * keep
 
 
 def random_mask_logprobs(model, prompt_ids, response_ids, mask_token_id, *, prompt_mask=None, response_mask=None,
-                         num_draws: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+                         num_draws: int = 4, generator: torch.Generator | None = None,
+                         noise: tuple[torch.Tensor, torch.Tensor] | None = None, temperature: float = 1.0,
+                         return_entropy: bool = False):
     """Random-mask estimate [B, T]: average over `num_draws` random maskings (rate s ~ U(0,1) per row) of
-    log p(y_t | unmasked tokens) at the masked t; never-masked t use the mean-field value."""
+    log p(y_t | unmasked tokens) at the masked t; never-masked t use the mean-field value.
+    noise: the draws (s [num_draws, B, 1], u [num_draws, B, T] uniforms; t is masked in draw k where
+    u[k, b, t] < s[k, b]) when given, else drawn from `generator`. temperature: as `mean_field_logprobs`.
+    return_entropy: also the entropy [B, T] of the mean-field distribution (the fallback's forward)."""
     _check_inputs(prompt_ids, response_ids, prompt_mask, response_mask)
     if num_draws < 1:
         raise ConfigError(f"num_draws must be >= 1, got {num_draws}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 to score log-probs, got {temperature}")
     P, T = prompt_ids.shape[1], response_ids.shape[1]
+    B = response_ids.shape[0]
     attn = _attention(prompt_ids, prompt_mask, T)
     dev = response_ids.device
+    if noise is None:
+        rdev = _rand_device(generator, response_ids)
+        draws = [(torch.rand(B, 1, generator=generator, device=rdev),
+                  torch.rand(B, T, generator=generator, device=rdev)) for _ in range(num_draws)]
+        noise = (torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws]))
+    s_all, u_all = noise
+    if s_all.shape != (num_draws, B, 1) or u_all.shape != (num_draws, B, T):
+        raise ConfigError(f"noise must be (s [{num_draws}, {B}, 1], u [{num_draws}, {B}, {T}]); got "
+                          f"{tuple(s_all.shape)}, {tuple(u_all.shape)}")
     total = torch.zeros(response_ids.shape, device=dev)
     count = torch.zeros(response_ids.shape, device=dev)
-    rdev = _rand_device(generator, response_ids)
-    for _ in range(num_draws):
-        s = torch.rand(response_ids.shape[0], 1, generator=generator, device=rdev).to(dev)  # [B, 1] masking rate
-        hit = torch.rand(response_ids.shape, generator=generator, device=rdev).to(dev) < s  # [B, T]
+    for k in range(num_draws):
+        hit = u_all[k].to(dev) < s_all[k].to(dev)  # [B, T]
         x = torch.cat([prompt_ids, torch.where(hit, mask_token_id, response_ids)], dim=1)
-        lp = full_logits(model, x, attn)[:, P:].float().log_softmax(-1).gather(-1, response_ids[..., None])[..., 0]
+        lp = (full_logits(model, x, attn)[:, P:].float() / temperature).log_softmax(-1)
+        lp = lp.gather(-1, response_ids[..., None])[..., 0]
         total = total + lp * hit
         count = count + hit
-    fallback = mean_field_logprobs(model, prompt_ids, response_ids, mask_token_id, prompt_mask=prompt_mask)
-    out = torch.where(count > 0, total / count.clamp(min=1), fallback)
-    return out if response_mask is None else out * response_mask.to(out.dtype)
+    fallback = mean_field_logprobs(model, prompt_ids, response_ids, mask_token_id, prompt_mask=prompt_mask,
+                                   temperature=temperature, return_entropy=return_entropy)
+    fb, ent = fallback if return_entropy else (fallback, None)
+    out = torch.where(count > 0, total / count.clamp(min=1), fb)
+    out = out if response_mask is None else out * response_mask.to(out.dtype)
+    if not return_entropy:
+        return out
+    return out, ent if response_mask is None else ent * response_mask.to(ent.dtype)
 
 
 def _rand_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:

@@ -121,10 +121,11 @@ def shipped_organism(task_name: str, task_args: dict, gen_length: int, recipe: O
 @torch.no_grad()
 def greedy_ar_accuracy(model, tok, task: Task, samples, gen_length: int) -> dict:
     """Accuracy of greedy left-to-right decoding (the JustGRPO policy at temperature 0) on `samples`."""
-    from lengthrl.dllm.pretrain import encode_prompts
     from lengthrl.dllm.rollout import generate_ar
+    from lengthrl.rollout import left_pad
+    from lengthrl.train.prompts import encode_prompts
 
-    pids, pmask = encode_prompts(tok, [s.prompt for s in samples])
+    pids, pmask = left_pad(encode_prompts(tok, samples, None), tok.pad_token_id)
     roll = generate_ar(model, pids, pmask, mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
                        pad_token_id=tok.pad_token_id, gen_length=gen_length, temperature=0.0)
     texts = [tok.decode(r[m.bool()].tolist(), skip_special_tokens=True)

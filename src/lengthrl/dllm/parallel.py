@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from lengthrl.dllm.forward import full_logits
-from lengthrl.dllm.rollout import check_sampling, finish, sample_tokens
+from lengthrl.dllm.rollout import check_sampling, draw, finish
 from lengthrl.errors import ConfigError
 from lengthrl.registry import Registry
 
@@ -80,7 +80,7 @@ def generate_parallel(model: torch.nn.Module, prompt_ids: torch.Tensor, gen_leng
             masked = x == mask_token_id  # [B, n]
             logits = full_logits(model, x, attn).double()  # [B, n, V]
             forwards += 1
-            x0 = sample_tokens(logits.reshape(-1, logits.shape[-1]), temperature, 1.0, generator).view(B, -1)
+            x0 = draw(logits.reshape(-1, logits.shape[-1]), temperature, 1.0, generator).view(B, -1)
             conf = confidence_fn(logits.softmax(-1), x0, generator).double()  # [B, n]
             conf[:, hi:] = float("-inf")
             conf = torch.where(masked, conf, float("-inf"))

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
-from lengthrl.dllm.justgrpo import decode_responses
 from lengthrl.dllm.parallel import generate_parallel
-from lengthrl.dllm.pretrain import encode_prompts
-from lengthrl.dllm.rollout import DiffusionRolloutBatch, generate_ar, repeat_prompts
+from lengthrl.dllm.rollout import generate_ar, repeat_prompts
 from lengthrl.errors import ConfigError
 from lengthrl.registry import Registry
+from lengthrl.rollout import RolloutBatch, left_pad
+from lengthrl.train.prompts import encode_prompts
 from lengthrl.tasks.base import Sample, Task
 
 
@@ -40,7 +40,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 @dataclass
 class Decoder:
     """How responses are drawn: fn(model, prompt_ids, prompt_mask, ids, gen_length, n, temperature, generator)
-    -> (response canvas rows [B*n, T] as a rollout-like object with response_ids/lengths/truncated, forwards)."""
+    -> (a RolloutBatch of the response canvas rows [B*n, T], number of forwards)."""
 
     fn: Callable
     help: str
@@ -49,7 +49,7 @@ class Decoder:
 def _ar(model, pids, pmask, ids, gen_length, n, temperature, generator, **_):
     b = generate_ar(model, pids, pmask, gen_length=gen_length, n=n, temperature=temperature, generator=generator,
                     **ids)
-    return b, b.meta["forwards"]
+    return b, int(b.lengths.max())  # a row stops after its EOS: forwards = the longest response
 
 
 def _confidence(model, pids, pmask, ids, gen_length, n, temperature, generator, steps=None, block_length=None,
@@ -57,9 +57,9 @@ def _confidence(model, pids, pmask, ids, gen_length, n, temperature, generator, 
     rp, rm, group = repeat_prompts(pids, pmask, n)
     res = generate_parallel(model, rp, gen_length, steps or gen_length, block_length or gen_length, remasking,
                             temperature, prompt_mask=rm, generator=generator, **ids)
-    batch = DiffusionRolloutBatch(prompt_ids=rp, prompt_mask=rm, response_ids=res.response_ids,
-                                  response_mask=res.response_mask, logp=torch.zeros(res.response_ids.shape),
-                                  lengths=res.lengths, truncated=res.truncated, group_index=group)
+    batch = RolloutBatch(prompt_ids=rp, prompt_mask=rm, response_ids=res.response_ids,
+                         response_mask=res.response_mask, logp=torch.zeros(res.response_ids.shape),
+                         lengths=res.lengths, truncated=res.truncated, group_index=group)
     return batch, res.forwards
 
 
@@ -79,10 +79,9 @@ def correct_counts(model, tokenizer, task: Task, samples: Sequence[Sample], orde
     model.eval()
     for s in range(0, len(samples), batch_prompts):
         chunk = list(samples[s:s + batch_prompts])
-        pids, pmask = encode_prompts(tokenizer, [x.prompt for x in chunk])
+        pids, pmask = left_pad(encode_prompts(tokenizer, chunk, None), tokenizer.pad_token_id)
         batch, fw = dec.fn(model, pids, pmask, ids, gen_length, n, temperature, generator, **decoder_kw)
-        ok = [task.score(chunk[g], t).correct for g, t in zip(batch.group_index.tolist(),
-                                                                  decode_responses(tokenizer, batch))]
+        ok = [task.score(chunk[g], t).correct for g, t in zip(batch.group_index.tolist(), batch.texts(tokenizer))]
         counts += [sum(ok[i * n:(i + 1) * n]) for i in range(len(chunk))]
         lengths += batch.lengths.tolist()
         forwards += fw

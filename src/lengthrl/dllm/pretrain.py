@@ -27,27 +27,16 @@ from lengthrl.dllm.model import (
     save_diffusion_model, tiny_diffusion_model,
 )
 from lengthrl.errors import ConfigError, DataError
+from lengthrl.rollout.hf import left_pad
+from lengthrl.train.prompts import encode_prompts
 from lengthrl.tasks.base import Sample, Task
-
-
-def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt ids [B, P] and mask [B, P] (no special tokens added)."""
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    P = max((len(i) for i in ids), default=0)
-    out = torch.full((len(ids), P), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), P), dtype=torch.long)
-    for b, i in enumerate(ids):
-        if i:
-            out[b, P - len(i):] = torch.tensor(i)
-            mask[b, P - len(i):] = 1
-    return out, mask
 
 
 def encode_samples(tokenizer, samples: list[Sample], gen_length: int):
     """(prompt_ids [B, P], prompt_mask [B, P], response_ids [B, T=gen_length]) for training: the response is
     the sample's solution (else its answer) + EOS, padded with EOS to `gen_length`."""
     check_tokenizer(tokenizer)
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, [s.prompt for s in samples])
+    prompt_ids, prompt_mask = left_pad(encode_prompts(tokenizer, samples, None), tokenizer.pad_token_id)
     resp = torch.full((len(samples), gen_length), tokenizer.eos_token_id, dtype=torch.long)
     for b, s in enumerate(samples):
         text = s.solution if s.solution is not None else s.answer

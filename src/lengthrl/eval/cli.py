@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -55,17 +54,11 @@ def default_out(model: str) -> Path:
 
 
 def sampling_params(args: argparse.Namespace) -> Any:
-    """`lengthrl.rollout.SamplingParams` (with the fields it has) when available, else a plain dict."""
-    fields = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-              "seed": args.seed}
-    try:
-        from lengthrl.rollout import SamplingParams  # noqa: PLC0415
-    except ImportError:
-        return fields
-    if dataclasses.is_dataclass(SamplingParams):
-        names = {f.name for f in dataclasses.fields(SamplingParams)}
-        fields = {k: v for k, v in fields.items() if k in names}
-    return SamplingParams(**fields)
+    """`lengthrl.rollout.SamplingParams` of the command line."""
+    from lengthrl.rollout import SamplingParams  # noqa: PLC0415
+
+    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                          seed=args.seed)
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:

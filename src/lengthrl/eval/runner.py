@@ -4,9 +4,9 @@ Generic over the generator. A policy is any object with
     generate(prompt_ids: list[list[int]], n: int, params) -> batch
     tokenizer (called as tokenizer(text)["input_ids"], or .encode(text); .decode(ids, skip_special_tokens=True))
 where `batch` has (attributes or keys) response_ids [P*n, T], response_mask [P*n, T], lengths [P*n] and
-truncated [P*n] (optionally a texts(tokenizer) method), rows ordered prompt-major (prompt 0 samples 0..n-1, then prompt 1, ...). The AR rollout engine
-(`lengthrl.rollout`) and the diffusion decoders provide this; a model directory is turned into one with
-`lengthrl.models.load_policy(dir)` (imported only when a path is given).
+truncated [P*n] (optionally a texts(tokenizer) method), rows ordered prompt-major (prompt 0 samples 0..n-1,
+then prompt 1, ...). The trainer's rollout engines provide this; a model directory is turned into one with
+`load_policy_from_dir` (the trainer's policy registry, imported only when a path is given).
 """
 
 from __future__ import annotations
@@ -41,28 +41,22 @@ def _field(batch: Any, name: str) -> np.ndarray:
     return np.asarray(val)
 
 
-def load_policy_from_dir(model_dir: str | Path, seed: int = 0) -> tuple[Any, Any]:
-    """(policy, tokenizer) for a model directory: `lengthrl.models.load_policy(dir)` gives (model, tokenizer),
-    wrapped in the AR rollout engine `lengthrl.rollout.HFEngine`; a diffusion LM directory (one with
-    lengthrl_dllm.json) is wrapped in `lengthrl.dllm.adapter.DiffusionEngine` (AR-order sampling). Lazy imports."""
+def load_policy_from_dir(model_dir: str | Path, seed: int = 0, policy: str | None = None) -> tuple[Any, Any]:
+    """(rollout engine, tokenizer) for a model directory through the trainer's policy registry
+    (`lengthrl.train.policy.POLICIES`): `policy` ('ar', 'diffusion'; default: the one whose `detect` recognises
+    the directory, `policy_of_dir`) loads it and gives its engine, the transformers engine (`HFEngine`) for
+    'ar' and AR-order sampling (`DiffusionEngine`) for 'diffusion'. Lazy imports."""
+    from lengthrl.train.config import TrainConfig  # noqa: PLC0415  (heavy; only for a path)
+    from lengthrl.train.policy import POLICIES, policy_of_dir  # noqa: PLC0415
+
     path = Path(model_dir)
     if not path.exists():
         raise ConfigError(f"--model {path}: directory not found; give a run's model directory (e.g. RUN/final)")
-    if (path / "lengthrl_dllm.json").is_file():  # a masked diffusion LM: AR-order decoding (lengthrl.dllm)
-        from lengthrl.dllm.adapter import DiffusionEngine, load  # noqa: PLC0415
-
-        model, tok = load(path)
-        return DiffusionEngine(model, tok, seed=seed), tok
-    try:
-        from lengthrl.models import load_policy  # noqa: PLC0415  (heavy; only for a path)
-        from lengthrl.rollout import HFEngine  # noqa: PLC0415
-    except ImportError as e:
-        raise ConfigError(f"--model: the model loader / rollout engine is not available ({e})") from None
-    loaded = load_policy(str(path))
-    if hasattr(loaded, "generate") and hasattr(loaded, "tokenizer"):
-        return loaded, loaded.tokenizer
-    model, tok = loaded
-    return HFEngine(model, tok, seed=seed), tok
+    name = policy or policy_of_dir(path)
+    adapter = POLICIES[name]
+    model, tok = adapter.load(path)
+    cfg = TrainConfig(policy=name, model=str(path), seed=seed, rollout_engine="hf")
+    return adapter.engine(model, tok, cfg), tok
 
 
 def _encode(tokenizer: Any, sample: Sample, fmt: PromptFormat = PLAIN, max_prompt_length: int | None = None

@@ -10,12 +10,12 @@ from lengthrl.rollout.types import SamplingParams
 def sampling_logprobs(logits: torch.Tensor, params: SamplingParams, banned: torch.Tensor | None = None) -> torch.Tensor:
     """Log-probabilities of the distribution sampled from; -inf on tokens cut by top-k / top-p.
 
-    logits: [B, V]. Returns [B, V] float32. Under greedy decoding the untempered log-softmax is returned.
+    logits: [B, V]. Returns [B, V] float32 (float64 for float64 logits). Under greedy decoding the untempered log-softmax is returned.
     banned: token ids [k] never to sample (their logits set to -inf first), e.g. the EOS ids under `ignore_eos`.
     Top-p (Holtzman et al. 2019, arXiv 1904.09751): keep the smallest prefix of the sorted distribution whose
     mass reaches p (the most likely token is always kept); top-k applies before top-p, as in transformers.
     """
-    x = logits.float()
+    x = logits if logits.dtype == torch.float64 else logits.float()
     if banned is not None:
         x = x.index_fill(-1, banned, float("-inf"))
     if params.greedy:

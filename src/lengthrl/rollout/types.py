@@ -67,7 +67,9 @@ class RolloutBatch:
     prompt_ids: torch.Tensor  # [B, P] long, left-padded with pad_id
     prompt_mask: torch.Tensor  # [B, P] long, 1 on real prompt tokens
     response_ids: torch.Tensor  # [B, T] long, right-padded with pad_id after the EOS; T = longest response
-    response_mask: torch.Tensor  # [B, T] long, 1 on real response tokens INCLUDING the EOS
+    # (an engine's batch; the diffusion sampler `generate_ar` returns its whole canvas)
+    response_mask: torch.Tensor  # [B, T] long, 1 on real response tokens INCLUDING the EOS (the positions
+    # trained on; the diffusion engine with justgrpo_loss = 'official': the whole canvas, post-EOS tokens too)
     logp: torch.Tensor  # [B, T] float32, log-prob of each sampled token, 0 on padding
     lengths: torch.Tensor  # [B] long, response length in tokens (EOS included) = response_mask.sum(1)
     truncated: torch.Tensor  # [B] bool, hit max_new_tokens without emitting EOS

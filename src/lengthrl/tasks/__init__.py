@@ -4,8 +4,6 @@
 prompt_field="problem", answer_field="solution", answer_rule="boxed")`.
 """
 
-import importlib.util
-
 from lengthrl.tasks.base import Sample, Score, Task
 from lengthrl.tasks.registry import TASKS, get_task
 from lengthrl.tasks.code_task import CodeTask, extract_code
@@ -14,16 +12,13 @@ from lengthrl.tasks.data_task import TASK_KINDS, DataTask
 from lengthrl.tasks.math_task import ListTask, MathTask
 from lengthrl.tasks.rgym import ReasoningGymTask
 from lengthrl.tasks.templates import TEMPLATES, PromptTemplate, apply_template, choose_budget, expand_budgets
+from lengthrl.tasks.procedural import PROCEDURAL_TASKS
 
-# the built-in procedural tasks register themselves in TASKS when their module is present
-if importlib.util.find_spec("lengthrl.tasks.procedural") is not None:
-    _procedural = importlib.import_module("lengthrl.tasks.procedural")
-    for _name, _cls in getattr(_procedural, "PROCEDURAL_TASKS", {}).items():
-        if _name not in TASKS:
-            TASKS.register(_name, _cls)
+for _name, _cls in PROCEDURAL_TASKS.items():  # the built-in procedural tasks
+    if _name not in TASKS:
+        TASKS.register(_name, _cls)
 
-# the diffusion organism's addition task (a light module: it imports only the task interface)
-importlib.import_module("lengthrl.dllm.toytask")
+import lengthrl.dllm.toytask  # noqa: E402, F401  the diffusion organism's addition task (registers itself)
 
 __all__ = [
     "TASKS",

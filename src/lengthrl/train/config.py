@@ -75,6 +75,27 @@ class TrainConfig:
                             "'hf' and the model allows it, else the model's own forward), 'model' (always the "
                             "model's own transformers forward) or 'lean' (always the lean decoder; an error "
                             "when the model, gradient checkpointing or several processes rule it out)", "auto")
+    # ---- diffusion policy (policy = 'diffusion'; docs/dllm.md) -----------------------------------------------
+    dllm_logprob: str = doc("log-prob estimator of the diffusion policy's update: 'exact' (AR-order log-probs, "
+                            "one forward per position, JustGRPO), 'mean_field' (d1/diffu-GRPO's one-step "
+                            "estimate, arXiv 2504.12216: one forward with the whole response masked, prompt tokens "
+                            "masked with probability p_mask_prompt) or 'random_mask' (dllm_mask_draws forwards "
+                            "with the response masked at a random rate)", "exact")
+    p_mask_prompt: float = doc("probability of masking each prompt token in the 'mean_field' estimate (d1 uses "
+                               "0.15; 0 = off); the masks are drawn per response from (seed, prompt, response)",
+                               0.0)
+    dllm_mask_draws: int = doc("random maskings averaged by the 'random_mask' estimator", 4)
+    dllm_bias_every: int = doc("every N steps log the bias of the estimator against the exact log-probs "
+                               "(dllm_bias/<estimator>/bias_seq, mae_seq, bias_token, corr_seq; both approximations "
+                               "when dllm_logprob = 'exact') on dllm_bias_rows rows of the step's rollout, before "
+                               "the update (0 = off)", 0)
+    dllm_bias_rows: int = doc("rollout rows the estimator bias is measured on", 16)
+    justgrpo_loss: str = doc("normaliser of the diffusion policy's GRPO loss: 'grpo' (the loss of `loss` on the "
+                             "response up to its EOS: A_i / (B'·|y_i|) per token with loss = 'grpo') or 'official' "
+                             "(the official JustGRPO code, arXiv 2601.15165: every position of the max_new_tokens "
+                             "canvas, post-EOS tokens included, sampled and trained on, each weighted "
+                             "A_i / (max_new_tokens·V), V = responses with A_i != 0 over all ranks; no length "
+                             "bias; needs loss = 'grpo' without loss_agg_mode)", "grpo")
     # ---- objective -----------------------------------------------------------------------------------------
     loss: str = doc("policy loss (see `lengthrl losses`)", "grpo")
     loss_agg_mode: str | None = doc("token aggregation (default: the loss's own)", None)
@@ -393,6 +414,24 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
                           f"{', '.join(ENGINES)}")
     need(cfg.logprob_impl in LOGPROB_IMPLS, "logprob_impl", f"must be one of {', '.join(LOGPROB_IMPLS)}")
+    from lengthrl.dllm.logprobs import ESTIMATORS
+
+    need(cfg.dllm_logprob in ESTIMATORS, "dllm_logprob", f"must be one of {', '.join(ESTIMATORS)}")
+    for key, default in (("dllm_logprob", "exact"), ("p_mask_prompt", 0.0), ("dllm_bias_every", 0)):
+        need(cfg.policy == "diffusion" or getattr(cfg, key) == default, key,
+             "applies to policy = 'diffusion' only; unset it or set policy = 'diffusion'")
+    need(0.0 <= cfg.p_mask_prompt < 1.0, "p_mask_prompt", "must be in [0, 1)")
+    need(cfg.p_mask_prompt == 0.0 or cfg.dllm_logprob == "mean_field", "p_mask_prompt",
+         "masks prompt tokens in the 'mean_field' estimate only; set dllm_logprob = 'mean_field' or p_mask_prompt = 0")
+    need(cfg.justgrpo_loss in ("grpo", "official"), "justgrpo_loss", "must be 'grpo' or 'official'")
+    if cfg.justgrpo_loss == "official":
+        need(cfg.policy == "diffusion", "justgrpo_loss", "'official' applies to policy = 'diffusion' only")
+        need(cfg.loss == "grpo", "loss", "justgrpo_loss = 'official' is the PPO-clip term of 'grpo' with its own "
+             "normaliser; set loss = 'grpo' or justgrpo_loss = 'grpo'")
+        need(cfg.loss_agg_mode is None, "loss_agg_mode", "justgrpo_loss = 'official' sets the aggregation; unset it")
+    need(cfg.dllm_mask_draws >= 1, "dllm_mask_draws", "must be >= 1")
+    need(cfg.dllm_bias_every >= 0, "dllm_bias_every", "must be >= 0 (0 = off)")
+    need(cfg.dllm_bias_rows >= 1, "dllm_bias_rows", "must be >= 1")
     need(cfg.policy != "diffusion" or cfg.logprob_impl != "lean", "logprob_impl",
          "the diffusion policy scores with its own AR-order forward, not the lean decoder; use 'auto'")
     from lengthrl.train.distributed import check_strategy

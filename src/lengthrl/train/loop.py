@@ -119,8 +119,10 @@ class Trainer:
         self.precision = precision_of(cfg, self.dist)
         self._fsdp_dtype_agrees()
         self.policy = POLICIES[cfg.policy]  # how to load, sample and score the model (AR or diffusion)
-        if cfg.policy != "ar" and self.dist.enabled:
-            raise ConfigError(f"config key 'policy': {cfg.policy!r} runs on one process; start without torchrun")
+        if cfg.policy != "ar" and self.dist.sharded:
+            raise ConfigError(f"config key 'dist_strategy': policy {cfg.policy!r} runs under 'ddp' only (FSDP2 "
+                              "would shard the masked LM as one unit, as it has no causal-LM model.layers, and its "
+                              "chunked, checkpointed AR-order forward is untested there); set dist_strategy = 'ddp'")
         self.model_dir = self.policy.resolve(cfg)
         self.resume_from = ckpt.latest_valid(self.out) if resume else None
         if resume and self.resume_from is None:
@@ -281,6 +283,9 @@ class Trainer:
         while not rounds or dynamic.more_rounds(mode, [r.signal for r in rounds], P, cfg.max_resample_rounds):
             rounds.append(self._sample_round(len(rounds)))
         keeps = dynamic.keep_masks(mode, [r.signal for r in rounds], P, G)  # per round [N] bool
+        diag = {}  # the policy's own metrics of the step's first rollout (the diffusion estimator's bias), pre-update
+        if self.policy.diagnostics is not None:
+            diag = self.policy.diagnostics(self.model, self.logprob_fn, cfg, rounds[0].roll, self.step + 1)
         nonfinite = next((r.nonfinite for r in rounds if r.nonfinite is not None), None)
         lag = {}
         if self.lagrange is not None:  # the dual step on every response the step sampled
@@ -325,6 +330,7 @@ class Trainer:
         m = rollout_metrics(lengths, correct, torch.cat([r.resp.truncated for r in rounds]), rewards,
                             dynamic.cat_terms([r.scored.terms for r in rounds]), adv_all, G)
         m.update(lag)
+        m.update(diag)
         if cfg.hbpo_budgets:  # per budget sub-group: does the policy follow the budget in its prompt?
             m.update(hbpo.budget_metrics(lengths, correct, hbpo.row_budgets(len(lengths), cfg), cfg))
         if mode != "off" and nonfinite is None:

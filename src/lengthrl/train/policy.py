@@ -8,7 +8,11 @@ The trainer sees a policy only through a `PolicyAdapter` picked by the config ke
 - ``engine(model, tokenizer, cfg) -> RolloutEngine``: ``generate(prompt_ids: list[list[int]], n, SamplingParams)
   -> RolloutBatch``, with ``state_dict()`` / ``load_state_dict()`` and ``pad_token_id``;
 - ``logprob_fn(tokenizer, cfg)``: a function with the signature of `lengthrl.rollout.compute_logprobs`
-  ``(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature=, return_entropy=)``.
+  ``(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature=, return_entropy=)``;
+- ``diagnostics(model, logprob_fn, cfg, roll, step) -> dict`` (optional): extra metrics of a step from its
+  rollout, before the update (the diffusion policy's estimator bias, ``dllm_bias_every``);
+- ``detect(path) -> bool`` (optional): whether a model directory holds this kind of model, for commands given a
+  directory without a config (`lengthrl eval --model DIR`, `policy_of_dir`).
 
 ``ar`` is a causal LM (the engine of `rollout_engine`: the lean decoder or `HFEngine`); ``diffusion`` is a masked diffusion LM read as an
 AR policy (JustGRPO, arXiv 2601.15165; `lengthrl.dllm.adapter`).
@@ -32,6 +36,8 @@ class PolicyAdapter:
     load: Callable  # (path, cfg=None) -> (model, tokenizer)
     engine: Callable  # (model, tokenizer, cfg) -> RolloutEngine
     logprob_fn: Callable  # (tokenizer, cfg) -> compute_logprobs-like function
+    detect: Callable | None = None  # (path) -> bool
+    diagnostics: Callable | None = None  # (model, logprob_fn, cfg, roll, step) -> dict of metrics
 
 
 POLICIES: Registry[PolicyAdapter] = Registry("policy")
@@ -86,5 +92,12 @@ def _lazy(name: str) -> Callable:
 POLICIES.register("ar", PolicyAdapter("a causal LM (transformers AutoModelForCausalLM), KV-cached sampling",
                                       _ar_resolve, _ar_load, _ar_engine, _ar_logprob_fn))
 POLICIES.register("diffusion", PolicyAdapter(
-    "a masked diffusion LM read as an AR policy (JustGRPO): left-to-right rollouts, exact AR-order log-probs",
-    _lazy("resolve"), _lazy("load"), _lazy("engine"), _lazy("logprob_fn")))
+    "a masked diffusion LM read as an AR policy (JustGRPO): left-to-right rollouts, exact AR-order log-probs "
+    "(or the estimator of dllm_logprob)",
+    _lazy("resolve"), _lazy("load"), _lazy("engine"), _lazy("logprob_fn"), _lazy("is_model_dir"),
+    _lazy("diagnostics")))
+
+
+def policy_of_dir(path) -> str:
+    """The registered policy whose `detect` recognises the model directory `path`; 'ar' when none does."""
+    return next((name for name, a in POLICIES.items() if a.detect is not None and a.detect(Path(path))), "ar")

@@ -44,6 +44,13 @@ def _amp(precision):
     return contextlib.nullcontext() if precision is None else precision.autocast()
 
 
+def official_valid(advantages: torch.Tensor, d) -> torch.Tensor:
+    """The official JustGRPO normaliser's V + 1e-5 (LeapLabTHU/JustGRPO, grpo.py): V = responses with A_i != 0,
+    averaged over the W ranks there (each rank scales by 1 / (gen_length·(mean_r V_r + 1e-5)) and DDP averages
+    the gradients), i.e. over the global batch sum_r V_r + W·1e-5 here, where each rank's loss is already global."""
+    return d.all_sum((advantages != 0).sum().to(torch.float32)) + d.world_size * 1e-5
+
+
 def loss_hparams(cfg) -> dict:
     """The loss's keyword hyperparameters from the config; a set key the loss does not take (`dual_clip` for a
     loss without a PPO clip) is a ConfigError naming the loss and the key, never silently dropped."""
@@ -57,6 +64,8 @@ def loss_hparams(cfg) -> dict:
     for key in ("clip_low", "clip_high", "loss_agg_mode", "dual_clip"):
         if getattr(cfg, key) is not None:
             hp[key] = getattr(cfg, key)
+    if cfg.justgrpo_loss == "official":  # sum over the canvas / (max_new_tokens · V)
+        hp["loss_agg_mode"] = "seq-mean-token-sum-norm"
     if cfg.beta > 0:
         hp["beta"] = cfg.beta
     return hp
@@ -145,6 +154,8 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             num_tokens = d.all_sum(mb.loss_mask.sum())
             num_seqs = d.all_sum((mb.loss_mask.sum(-1) > 0).sum().to(num_tokens.dtype))
             groups_kw = prompt_mean_normalisers(mb, d) if prompt_mean else None  # group_tokens [b], num_groups
+            if cfg.justgrpo_loss == "official":
+                num_seqs = official_valid(mb.advantages, d)
             micro = cfg.micro_batch_size or max(len(rows), 1)
             parts = list(torch.arange(len(rows)).split(micro)) if len(rows) else []
             n_parts = d.all_max(len(parts))

@@ -283,7 +283,7 @@ class Trainer:
         while not rounds or dynamic.more_rounds(mode, [r.signal for r in rounds], P, cfg.max_resample_rounds):
             rounds.append(self._sample_round(len(rounds)))
         keeps = dynamic.keep_masks(mode, [r.signal for r in rounds], P, G)  # per round [N] bool
-        diag = {}  # the policy's own metrics of the step's first rollout (the diffusion estimator's bias), pre-update
+        diag = {}  # the policy's own metrics of the step's first rollout (the estimator bias), pre-update
         if self.policy.diagnostics is not None:
             diag = self.policy.diagnostics(self.model, self.logprob_fn, cfg, rounds[0].roll, self.step + 1)
         nonfinite = next((r.nonfinite for r in rounds if r.nonfinite is not None), None)

@@ -163,7 +163,9 @@ def objectives_markdown() -> str:
             "GRPO's paper uses it; GSPO, LUSPO and DAPO use beta = 0 (the default).", "",
             "## Advantage estimators", "",
             "Rewards [N] in contiguous groups of `group_size`; a group whose rewards are all equal (a group of "
-            "one included) gets exactly 0, never NaN.", "",
+            "one included) gets exactly 0, never NaN, except under `hbpo`, whose intra-budget term is absolute and "
+            "which takes each response's budget (`budget=[N]`; in the trainer from `hbpo_budgets`, "
+            "docs/rewards.md).", "",
             "| name | formula | hyperparameters | paper |", "|---|---|---|---|"]
     for n, s in ADVANTAGES.items():
         hp = ", ".join(f"{k}={v:g}" for k, v in s.hparams.items()) or "-"

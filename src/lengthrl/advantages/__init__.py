@@ -3,7 +3,9 @@
     adv = compute_advantages(name, rewards, group_size, **hparams)
 
 Rewards are grouped contiguously: N = prompts × group_size, responses i·G ... i·G+G-1 answer prompt i.
-A group whose rewards are all equal (including a group of one) gets exactly 0, never NaN.
+A group whose rewards are all equal (including a group of one) gets exactly 0, never NaN, with every estimator
+but `hbpo`, whose intra-budget term is absolute (it subtracts the budget's f2(b) from the sub-group's mean) and
+which takes a per-response input, `budget=[N]` (`AdvantageSpec.per_response`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ __all__ = ["register", "verl_policy_loss", "verl_adv_estimator", "length_reward_
            "LOSS_NAMES", "ADV_NAMES"]
 
 LOSS_NAMES = {f"lengthrl_{n}": n for n in LOSSES} | {"luspo": "luspo"}  # verl name -> lengthrl name
-ADV_NAMES = {f"lengthrl_{n}": n for n in ADVANTAGES}
+# (hbpo needs each response's budget, which verl's estimator signature does not carry: not registered)
+ADV_NAMES = {f"lengthrl_{n}": n for n, s in ADVANTAGES.items() if not s.per_response}
 
 
 def _cfg_get(config, key, default=None):

@@ -50,6 +50,8 @@ def test_keep_masks_by_hand():
 def test_round_signal_matches_the_filter():
     s = dynamic.round_signal(torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5]), 2, True)
     assert s.signal.tolist() == [False, True, False]
+    s = dynamic.round_signal(torch.tensor([1.0, float("nan"), 0.0, 1.0]), 2, False)  # not read: no error
+    assert len(s.signal) == 2 and not s.finite
 
 
 def test_config_values_and_legacy_booleans(micro_dir):

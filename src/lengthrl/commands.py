@@ -19,7 +19,8 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
                "list the registered policy losses with formula, defaults and length weighting"),
     "advantages": ("lengthrl.objectives.cli", "list the registered advantage estimators"),
     "audit": ("lengthrl.analysis.audit",
-              "length-bias audit: per-token gradient weight of every loss for short/long, +/- responses"),
+              "length-bias audit: per-token gradient weight of every loss for short/long, +/- responses "
+              "(--against trl|verl: the installed framework's own loss code beside lengthrl's)"),
     "docs": ("lengthrl.docsgen", "regenerate the registry-driven pages of docs/"),
     "train": ("lengthrl.train.cli",
               "train a policy with any loss and length reward; metrics, samples and checkpoints in --out"),

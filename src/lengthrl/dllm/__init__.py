@@ -7,7 +7,7 @@ package (e.g. `lengthrl.dllm.toytask`, which the task registry imports) does not
 
 from __future__ import annotations
 
-import importlib
+from lengthrl._lazy import lazy_exports
 
 _EXPORTS = {
     "lengthrl.dllm.adapter": ("DiffusionEngine", "DiffusionLogprobs"),
@@ -24,14 +24,4 @@ _EXPORTS = {
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'lengthrl.dllm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

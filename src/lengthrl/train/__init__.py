@@ -10,16 +10,10 @@ The Python training API (imported on first use, so `import lengthrl.train` stays
 
 from __future__ import annotations
 
-import importlib
+from lengthrl._lazy import lazy_exports
 
 _EXPORTS = {"build_config": "lengthrl.train.config", "TrainConfig": "lengthrl.train.config",
             "Trainer": "lengthrl.train.loop", "train": "lengthrl.train.loop"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lengthrl.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -103,7 +103,7 @@ def test_status_is_one_of_three_and_mirrors(lo, width, thr):
 
 def _fake_run(d, length, acc=0.5):
     d.mkdir(parents=True)
-    (d / "eval.json").write_text(json.dumps({"metrics": {"len/mean": length, "acc": acc, "note": "x"}}))
+    (d / "eval.json").write_text(json.dumps({"metrics": {"len/mean": length, "acc": acc, "note": "x"}, "records": []}))
     return str(d)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from lengthrl.analysis.verdicts import judge_diff, judge_one
 from lengthrl.commands import command
 from lengthrl.errors import ConfigError
+from lengthrl.eval.records import load_eval, read_jsonl
 
 
 def run_value(path: str, metric: str, eval_name: str = "eval") -> float:
@@ -26,10 +27,7 @@ def run_value(path: str, metric: str, eval_name: str = "eval") -> float:
     if not f.is_file():
         raise ConfigError(f"verdict: {path} has no {f.name}; evaluate it first (`lengthrl eval --model "
                           f"{path}/final --out {path}/{eval_name}.json`) or pass the eval file itself")
-    try:
-        metrics = json.loads(f.read_text())["metrics"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"verdict: {f} is not a lengthrl eval file (no 'metrics'): {e}") from None
+    metrics = load_eval(f).metrics
     v = metrics.get(metric)
     if not isinstance(v, (int, float)):
         keys = ", ".join(sorted(k for k, x in metrics.items() if isinstance(x, (int, float))))
@@ -43,17 +41,8 @@ def run_slope(path: str, metric: str, from_step: int = 0) -> float:
     f = Path(path) / "metrics.jsonl"
     if not f.is_file():
         raise ConfigError(f"verdict --slope: {path} has no metrics.jsonl; give training run directories")
-    pts = []
-    for i, line in enumerate(f.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ConfigError(f"verdict --slope: {f} line {i + 1} is not JSON") from None
-        step, v = row.get("step", i), row.get(metric)
-        if isinstance(v, (int, float)) and step >= from_step:
-            pts.append((float(step), float(v)))
+    pts = [(float(row.get("step", i)), float(row[metric])) for i, row in enumerate(read_jsonl(f))
+           if isinstance(row.get(metric), (int, float)) and row.get("step", i) >= from_step]
     if len(pts) < 2:
         raise ConfigError(f"verdict --slope: {f} has {len(pts)} row(s) with a number for {metric!r} from step "
                           f"{from_step}; a slope needs >= 2 (is the metric name right? e.g. len/wrong_mean)")

@@ -22,24 +22,13 @@ import pytest
 import torch
 from trl import GRPOTrainer
 
+from lengthrl.analysis.drift import TRL_ARGS, TRL_LOSSES
 from lengthrl.objectives import policy_loss
 
-CASES = [
-    # (trl loss_type, IS level, eps_low, eps_high, ours, our kwargs)
-    ("grpo", "token", 0.2, 0.2, "grpo", {}),
-    ("bnpo", "token", 0.2, 0.28, "bnpo", {"clip_high": 0.28}),
-    ("dr_grpo", "token", 0.2, 0.2, "dr_grpo", {}),
-    ("dapo", "token", 0.2, 0.28, "dapo", {}),
-    ("cispo", "token", 0.2, 5.0, "cispo", {"clip_low": 1.0, "clip_high": 4.0}),
-    ("grpo", "sequence", 3e-4, 4e-4, "gspo", {}),
-    ("luspo", "sequence", 2e-3, 2.5e-3, "luspo", {}),
-    ("sapo", "token", 0.2, 0.2, "sapo", {"tau_pos": 1.0, "tau_neg": 1.25}),
-    ("vespo", "token", 0.2, 0.2, "vespo", {}),
-]
+# (trl loss_type, IS level, eps_low, eps_high, ours, our kwargs): the pairs `lengthrl audit --against trl` runs.
 # TRL builds SAPO's temperature tensor with torch.where on Python floats, i.e. in float32: 1.05 becomes
-# 1.0499999523, a 1e-8 difference. The test uses temperatures exact in float32 (1.0, 1.25) on both sides.
-SAPO_VESPO = dict(sapo_temperature_pos=1.0, sapo_temperature_neg=1.25, vespo_k_pos=2.0, vespo_lambda_pos=3.0,
-                  vespo_k_neg=3.0, vespo_lambda_neg=2.0)
+# 1.0499999523, a 1e-8 difference. TRL_ARGS uses temperatures exact in float32 (1.0, 1.25) on both sides.
+CASES, SAPO_VESPO = TRL_LOSSES, TRL_ARGS
 MAX_COMPLETION = 12
 
 

@@ -151,6 +151,11 @@ def budget_verdicts(per_seed: dict[str, list[dict]], budget: float, seeds: tuple
     return out
 
 
+def _seed_figures(run: dict, eval_metrics: dict) -> dict:
+    """One seed's figures of a recipe: its `summarize_run` values the claims use and its held-out accuracy."""
+    return {k: run.get(k) for k in ("final_len", "rel_gap", "final_acc")} | {"eval_acc": eval_metrics["acc"]}
+
+
 def _verdict_md(found: list, seeds: tuple[int, ...]) -> str:
     if not found:
         return ("## Claims over seeds\n\nOne seed: no verdict (an interval over training seeds needs >= 2; "
@@ -200,16 +205,14 @@ def run_budget_demo(out: Path, budget: int, model: str | None = None, steps: int
                          "eval": json.loads((out / name / "eval.json").read_text())["metrics"],
                          "train_time_s": time.perf_counter() - t}
         finals[name] = str(out / name / "final")
-    per_seed = {name: [{k: summary[name].get(k) for k in ("final_len", "rel_gap", "final_acc")}
-                       | {"eval_acc": summary[name]["eval"]["acc"]}] for name in runs}
+    per_seed = {name: [_seed_figures(summary[name], summary[name]["eval"])] for name in runs}
     for sd in seeds[1:]:
         for name in runs:
             cfg, note = aimed_config(name, budget, [*overrides, f"seed={sd}"])
             console.rule(f"{name} seed {sd}: {note}")
             d = out / f"{name}-seed{sd}"
             sm = summarize_run(train(cfg, d, progress=progress).metrics.rows(), budget)
-            per_seed[name].append({k: sm.get(k) for k in ("final_len", "rel_gap", "final_acc")}
-                                  | {"eval_acc": json.loads((d / "eval.json").read_text())["metrics"]["acc"]})
+            per_seed[name].append(_seed_figures(sm, json.loads((d / "eval.json").read_text())["metrics"]))
     found = budget_verdicts(per_seed, budget, seeds) if len(seeds) >= 2 else []
     plot_training(histories, budget, out / "budget_training.png")
     params = SamplingParams(temperature=0.0, seed=seed)

@@ -10,56 +10,31 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sandboxkit import private_tmpdir, run_dirs, sandbox_processes
 
 from lengthrl.errors import ConfigError
 from lengthrl.verifiers import SandboxLimits, code_reward, isolation, run_program
 from lengthrl.errors import LengthRLError
-from lengthrl.verifiers.sandbox import UID_BASE, WEAK_ENV, run_tag
+from lengthrl.verifiers.sandbox import UID_BASE, WEAK_ENV
 
 FAST = SandboxLimits(timeout_s=1.5, cpu_s=1, memory_bytes=512 << 20, max_output_bytes=64 << 10)
-
-
-def _sandbox_processes() -> set[int]:
-    """PIDs of processes still running a sandbox child of this process (their command line carries its run
-    tag; other users of this machine may run sandboxes at the same time)."""
-    tag = run_tag().encode()
-    out = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if tag in (d / "cmdline").read_bytes():
-                    out.add(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 @pytest.fixture(autouse=True)
 def private_tmp(monkeypatch, tmp_path_factory):
     """Run directories (and canaries) in a directory of this test's own, not in the shared $TMPDIR."""
-    tmp_path_factory.getbasetemp()  # pytest's own temporary directory stays where it is
-    d = tempfile.mkdtemp(prefix="lengthrl-sandbox-test-")
-    os.chmod(d, 0o1777)
-    monkeypatch.setattr(tempfile, "tempdir", d)
-    yield d
-    import shutil
-
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _run_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("lengthrl-sbx-*")}
+    yield from private_tmpdir(monkeypatch, tmp_path_factory, "lengthrl-sandbox-test-", set_env=False)
 
 
 @pytest.fixture
 def unharmed():
     """Checks after the test: no sandbox process left, every run directory removed, the canary path absent."""
-    before_procs, before_dirs = _sandbox_processes(), _run_dirs()
+    before_procs, before_dirs = sandbox_processes(), run_dirs()
     canary = Path(tempfile.gettempdir()) / f"lengthrl-canary-{uuid.uuid4().hex}"
     yield canary
     time.sleep(0.2)
-    assert _sandbox_processes() - before_procs == set()
-    assert _run_dirs() - before_dirs == set()
+    assert sandbox_processes() - before_procs == set()
+    assert run_dirs() - before_dirs == set()
     assert not canary.exists()
 
 
@@ -357,8 +332,8 @@ def test_weak_sandbox_clean_up_survives_a_deep_tree(monkeypatch):
     the clean-up raise RecursionError or leave the directory."""
     weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
     monkeypatch.setenv(WEAK_ENV, "1")
-    before = _run_dirs()
+    before = run_dirs()
     prog = "import os\nfor _ in range(4000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')"
     res = run_program(prog, iso=weak, limits=replace(FAST, timeout_s=20, cpu_s=10))
     assert res.stdout == "deep\n", res.stderr[-300:]
-    assert _run_dirs() - before == set()
+    assert run_dirs() - before == set()

@@ -6,18 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sandboxkit import private_tmpdir, run_dirs, sandbox_processes
 
 from lengthrl.tasks.base import Sample
 from lengthrl.tasks.code_task import CodeTask
 from lengthrl.verifiers import SandboxLimits, isolation, run_program
-from lengthrl.verifiers.sandbox import WEAK_ENV, run_tag
+from lengthrl.verifiers.sandbox import WEAK_ENV
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 LIM = SandboxLimits(timeout_s=20, cpu_s=10, memory_bytes=512 << 20, max_output_bytes=64 << 10)
@@ -44,38 +44,10 @@ TRAINER = textwrap.dedent(
 )
 
 
-def _run_processes(trainer: int | None = None) -> set[int]:
-    """Live sandbox processes started by `trainer` (default: this process): their command line carries its
-    run tag (forked daemons keep it). Other users of this machine may run sandboxes at the same time."""
-    tag = run_tag(trainer).encode()
-    out = set()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if tag in (d / "cmdline").read_bytes():
-                out.add(int(d.name))
-        except OSError:
-            pass
-    return out
-
-
 @pytest.fixture(autouse=True)
 def private_tmp(monkeypatch, tmp_path_factory):
     """Run directories in a directory of this test's own (other sandbox users share $TMPDIR)."""
-    tmp_path_factory.getbasetemp()  # pytest's own temporary directory stays where it is
-    d = tempfile.mkdtemp(prefix="lengthrl-lifetime-test-")
-    os.chmod(d, 0o1777)
-    monkeypatch.setattr(tempfile, "tempdir", d)
-    monkeypatch.setenv("TMPDIR", d)
-    yield d
-    import shutil
-
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _run_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("lengthrl-sbx-*")}
+    yield from private_tmpdir(monkeypatch, tmp_path_factory, "lengthrl-lifetime-test-", set_env=True)
 
 
 def _wait(cond, timeout: float) -> bool:
@@ -114,12 +86,12 @@ def _start_trainer(mode: str, timeout: float, assert_mode: bool, prog: str = DAE
 def test_killing_the_trainer_ends_its_run(mode, assert_mode):
     trainer = _start_trainer(mode, timeout=120, assert_mode=assert_mode)
     try:  # the program and its 3 daemons are up
-        assert _wait(lambda: len(_run_processes(trainer.pid)) >= 4, 30), _run_processes(trainer.pid)
+        assert _wait(lambda: len(sandbox_processes(trainer.pid)) >= 4, 30), sandbox_processes(trainer.pid)
     finally:
         trainer.kill()
         trainer.wait()
-    assert _wait(lambda: not _run_processes(trainer.pid), 15), _run_processes(trainer.pid)
-    assert _wait(lambda: not _run_dirs(), 10), _run_dirs()
+    assert _wait(lambda: not sandbox_processes(trainer.pid), 15), sandbox_processes(trainer.pid)
+    assert _wait(lambda: not run_dirs(), 10), run_dirs()
 
 
 @pytest.mark.parametrize("mode", [m for m in _modes() if m != "weak-uid"])
@@ -127,15 +99,15 @@ def test_a_stopped_trainer_cannot_keep_its_run_alive(mode):
     """The run's init has its own deadline (timeout_s + 2 s), so a frozen trainer does not extend a run."""
     trainer = _start_trainer(mode, timeout=3, assert_mode=False)
     try:
-        assert _wait(lambda: len(_run_processes(trainer.pid)) >= 4, 30)
+        assert _wait(lambda: len(sandbox_processes(trainer.pid)) >= 4, 30)
         trainer.send_signal(signal.SIGSTOP)
-        gone = _wait(lambda: not _run_processes(trainer.pid), 20)
-        left = _run_processes(trainer.pid)
+        gone = _wait(lambda: not sandbox_processes(trainer.pid), 20)
+        left = sandbox_processes(trainer.pid)
     finally:
         trainer.kill()
         trainer.wait()
     assert gone, left
-    assert _wait(lambda: not _run_dirs(), 10), _run_dirs()
+    assert _wait(lambda: not run_dirs(), 10), run_dirs()
 
 
 @pytest.mark.parametrize("mode", _modes())
@@ -149,7 +121,7 @@ def test_daemons_die_with_the_verdict(mode, monkeypatch):
     prog = DAEMONS.rsplit("time.sleep(300)", 1)[0]  # the main program ends at once; its daemons sleep
     res = run_program(prog, limits=LIM, iso=iso)
     assert res.stdout == "started\n", res.stderr[-500:]
-    assert _wait(lambda: not _run_processes(), 5), _run_processes()
+    assert _wait(lambda: not sandbox_processes(), 5), sandbox_processes()
 
 
 NESTED_USERNS = (
@@ -209,11 +181,11 @@ def test_deep_tree_through_code_task_score(mode, assert_mode, monkeypatch):
         iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
     monkeypatch.setenv(WEAK_ENV, "1")
     monkeypatch.setattr("lengthrl.verifiers.sandbox.isolation", lambda: iso)
-    before = _run_dirs()
+    before = run_dirs()
     deep = "import os\nfor _ in range(4000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')\n"
     prog = deep + "def f(x):\n    return x\n"
     meta = {"tests": ["assert f(1) == 1"]} if assert_mode else {"io_tests": [["", "deep\n"]]}
     task = CodeTask([Sample(id="s", prompt="p", answer="", meta=meta)], limits=replace(LIM, disk_bytes=64 << 20))
     score = task.score(task.samples()[0], f"```python\n{prog}```")
     assert score.reward == 1.0
-    assert _run_dirs() - before == set()
+    assert run_dirs() - before == set()

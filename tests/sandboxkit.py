@@ -1,0 +1,44 @@
+"""Shared code of the sandbox tests: the live processes of a trainer's sandbox runs, the run directories, and
+a temporary directory of a test's own (other users of this machine may run sandboxes at the same time)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lengthrl.verifiers.sandbox import run_tag
+
+
+def sandbox_processes(trainer: int | None = None) -> set[int]:
+    """PIDs of live sandbox processes started by `trainer` (default: this process): their command line carries
+    its run tag (forked daemons keep it)."""
+    tag = run_tag(trainer).encode()
+    out = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if tag in (d / "cmdline").read_bytes():
+                out.add(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
+def run_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("lengthrl-sbx-*")}
+
+
+def private_tmpdir(monkeypatch, tmp_path_factory, prefix: str, set_env: bool):
+    """Yield a world-writable (sticky) directory that `tempfile` uses (and $TMPDIR too with `set_env`), removed
+    afterwards; pytest's own temporary directory stays where it is."""
+    tmp_path_factory.getbasetemp()
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", d)
+    if set_env:
+        monkeypatch.setenv("TMPDIR", d)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

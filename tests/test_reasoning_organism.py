@@ -117,3 +117,21 @@ def test_a_reasoning_organism_builds_and_trains(tmp_path):
     row = tr.metrics.rows()[-1]
     assert row["len/mean"] > 0 and "acc" in row
     assert "reasoning" in PRESETS
+
+
+@pytest.mark.parametrize("argv, steps", [([], PRESETS["reasoning"]["steps"]), (["--steps", "7"], 7)])
+def test_organism_cli_with_the_preset_passes_one_steps(monkeypatch, tmp_path, argv, steps):
+    """`lengthrl organism --preset reasoning` (with or without --steps) calls the builder with one `steps`:
+    the preset's, or the flag's when given."""
+    import lengthrl.models.organism as org
+    from lengthrl.cli import main
+
+    seen = {}
+
+    def fake_build(**kw):
+        seen.update(kw)
+        return tmp_path
+
+    monkeypatch.setattr(org, "build_organism", fake_build)
+    assert main(["organism", "--preset", "reasoning", "--out", str(tmp_path), *argv]) == 0
+    assert seen["steps"] == steps and seen["tokenizer"] == "bpe"

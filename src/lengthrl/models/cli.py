@@ -31,7 +31,10 @@ def run(args):
         knobs = parse_knobs(args.knob)
         overrides["task_knobs"] = {t: {**overrides.get("task_knobs", {}).get(t, {}), **knobs.get(t, {})}
                                    for t in {*overrides.get("task_knobs", {}), *knobs}}
-    out = build_organism(out_dir=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes,
+    if args.steps is not None:  # the flag overrides the preset's SFT steps
+        overrides["steps"] = args.steps
+    overrides.setdefault("steps", None)
+    out = build_organism(out_dir=args.out, seed=args.seed, minutes=args.minutes,
                          force=args.force, cache_dir=args.cache_dir, rebuild=args.rebuild, threads=args.threads,
                          **overrides)
     info = read_organism_info(out) or {}

@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling,dllm,memory,head_memory,cli] [--threads N]`: run the benchmarks,
+"""`python -m benchmarks [--quick] [--only rollout,rl_step,logprobs,scaling,dllm,memory,head_memory,cli,levers] [--threads N]`: run the benchmarks,
 print ratios against the baselines measured in the same run, write benchmarks/results/*.json."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import torch
 BENCHES = {"logprobs": "benchmarks.bench_logprobs", "rl_step": "benchmarks.bench_step",
            "rollout": "benchmarks.bench_rollout", "scaling": "benchmarks.bench_scaling",
            "dllm": "benchmarks.bench_dllm", "memory": "benchmarks.bench_memory",
-           "head_memory": "benchmarks.bench_head_memory", "cli": "benchmarks.bench_cli"}
+           "head_memory": "benchmarks.bench_head_memory", "cli": "benchmarks.bench_cli",
+           "levers": "benchmarks.bench_levers"}
 
 
 def main(argv=None) -> None:

@@ -84,13 +84,13 @@ class ParityTask:
         return _replace(sc, reward=float(ok), correct=ok)
 
 
-def lengthrl_trainer(model_dir, out, prompts, G, T, engine, steps, dtype="float32", ignore_eos=False):
+def lengthrl_trainer(model_dir, out, prompts, G, T, engine, steps, dtype="float32", ignore_eos=False, **keys):
     extra = dict(model=str(model_dir), task="arith_chain", train_prompts=256, eval_prompts=0,
                  prompts_per_step=prompts, group_size=G, max_new_tokens=T, loss="grpo",
                  advantage="grpo", lr=1e-4, steps=steps, checkpoint_every=0, sample_every=0,
                  log_every=0, rollout_engine=engine,
                  reward=[{"name": "correct"}, {"name": "dapo_overlong", "max_len": T,
-                                               "cache_len": max(1, T // 3)}])
+                                               "cache_len": max(1, T // 3)}]) | keys
     if "dtype" in {f.name for f in fields(TrainConfig)}:
         extra["dtype"] = dtype
     elif dtype != "float32":

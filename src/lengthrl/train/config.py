@@ -150,6 +150,12 @@ class TrainConfig:
     mini_batches: int = doc("optimizer steps per epoch (the batch is split into this many mini-batches)", 1)
     micro_batch_size: int = doc("sequences per forward/backward (gradient accumulation); 0 = the whole "
                                 "mini-batch", 0)
+    micro_batch_tokens: int = doc("token budget per forward/backward instead of a row count (0 = off): the rows "
+                                  "of a mini-batch are sorted by length and packed into micro-batches of rows x "
+                                  "padded length <= this budget (at least one row each; at most micro_batch_size "
+                                  "rows when that is set too), each padded only to its own longest row; the same "
+                                  "objective (normalisers over the whole mini-batch), no FLOPs on padding "
+                                  "(docs/performance.md)", 0)
     lr: float = doc("AdamW learning rate", 2e-4)
     weight_decay: float = doc("AdamW weight decay", 0.0)
     warmup_steps: int = doc("linear warm-up, in optimizer steps", 0)
@@ -463,7 +469,7 @@ def validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, key) >= cfg.prompts_per_step, key, "must be at least prompts_per_step")
     need(cfg.rollout_shards <= 0 or cfg.prompts_per_step % cfg.rollout_shards == 0, "rollout_shards",
          f"must divide prompts_per_step={cfg.prompts_per_step} (shards hold whole groups)")
-    for key in ("eval_prompts", "micro_batch_size", "rollout_shards", "warmup_steps", "checkpoint_every", "log_every",
+    for key in ("eval_prompts", "micro_batch_size", "micro_batch_tokens", "rollout_shards", "warmup_steps", "checkpoint_every", "log_every",
                 "sample_every", "threads"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
     for key, (lo, hi, hi_text) in INT_RANGES.items():  # values that torch, numpy or the step counter cannot hold
@@ -495,6 +501,12 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.mini_batches <= cfg.prompts_per_step, "mini_batches",
          f"must be at most prompts_per_step={cfg.prompts_per_step} (mini-batches hold whole groups)")
     need(cfg.micro_batch_size <= n_seqs, "micro_batch_size", f"must be at most the batch size {n_seqs}")
+    if cfg.micro_batch_tokens > 0:
+        need(LOSSES[cfg.loss].global_norm, "micro_batch_tokens",
+             f"loss {cfg.loss!r} normalises each micro-batch by itself, so its objective would depend on how the "
+             "lengths pack; use micro_batch_size, or loss = 'dapo' (the same loss normalised over the mini-batch)")
+        need(cfg.policy == "ar", "micro_batch_tokens",
+             "the diffusion policy scores a fixed max_new_tokens canvas; use micro_batch_size")
     if cfg.dual_clip is not None:
         need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
         need("dual_clip" in LOSSES[cfg.loss].extra_hparams, "dual_clip",

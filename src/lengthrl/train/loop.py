@@ -431,10 +431,10 @@ class Trainer:
         if cfg.epochs > 1 or cfg.mini_batches > 1:
             with self.dist.full_weights(self.model):  # FSDP2: ranks may need different numbers of forwards
                 ub.old_logp = batched_logprobs(self.model, ub, micro, cfg.temperature, self.logprob_fn,
-                                               self.precision)  # [b, T]
+                                               self.precision, cfg.micro_batch_tokens)  # [b, T]
         if self.ref is not None:
             ub.ref_logp = batched_logprobs(self.ref, ub, micro, cfg.temperature, self.logprob_fn,
-                                           self.precision)  # [b, T]
+                                           self.precision, cfg.micro_batch_tokens)  # [b, T]
         return ppo_update(self.train_model, self.opt, self.sched, ub, cfg, self.update_gen, dist=self.dist,
                           groups=groups, logprob_fn=self.logprob_fn, precision=self.precision, scaler=self.scaler)
 

@@ -32,6 +32,17 @@ class UpdateBatch:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return UpdateBatch(*(pick(getattr(self, f)) for f in self.__dataclass_fields__))
 
+    def trim(self, prompt_width: int, response_width: int) -> "UpdateBatch":
+        """The batch cut to its last `prompt_width` prompt columns and first `response_width` response columns
+        (the columns that hold a real token of some row: nothing the loss sees is dropped)."""
+        P, T = self.prompt_ids.shape[1], self.response_ids.shape[1]
+        if prompt_width >= P and response_width >= T:
+            return self
+        cut = lambda t: None if t is None else t[:, :response_width]  # noqa: E731
+        return UpdateBatch(self.prompt_ids[:, P - prompt_width:], self.prompt_mask[:, P - prompt_width:],
+                           cut(self.response_ids), cut(self.response_mask), cut(self.loss_mask), self.advantages,
+                           self.group_index, cut(self.old_logp), cut(self.ref_logp))
+
     def to(self, device: torch.device | str) -> "UpdateBatch":
         """The batch with every tensor on `device` (itself when they already are): the one copy of a step's
         rollout to the training device."""
@@ -71,18 +82,72 @@ def loss_hparams(cfg) -> dict:
     return hp
 
 
+def extents(b: UpdateBatch) -> tuple[list[int], list[int], list[int]]:
+    """Per row, the prompt columns from its first real token to the end, the response columns up to its last
+    real token (the widths a micro-batch of these rows needs) and its group, [B] each, read on the host once."""
+    P, T = b.prompt_ids.shape[1], b.response_ids.shape[1]
+    pm, rm = b.prompt_mask.bool(), b.response_mask.bool()
+    first = torch.where(pm.any(-1), pm.to(torch.int8).argmax(-1), torch.full_like(pm[:, 0], P, dtype=torch.long))
+    last = (rm * torch.arange(1, T + 1, device=rm.device)).amax(-1) if T else torch.zeros_like(first)
+    pw, rw, group = torch.stack([P - first, last, b.group_index.to(last.dtype)]).tolist()
+    return pw, rw, group
+
+
+def token_budget_parts(prompt_w: list[int], response_w: list[int], group: list[int], budget: int,
+                       max_rows: int = 0) -> list[list[int]]:
+    """Rows packed into micro-batches under a token budget (`micro_batch_tokens`): sorted by response width
+    (then prompt width), taken in order while rows x (the micro-batch's prompt width + response width) <= `budget`
+    (and at most `max_rows` rows when > 0); a row alone over the budget is a micro-batch by itself. Within a
+    micro-batch the rows are in group order, so a group's rows are consecutive (shared-prefix scoring encodes
+    each distinct prompt once per micro-batch)."""
+    order = sorted(range(len(response_w)), key=lambda i: (response_w[i], prompt_w[i], i))
+    parts, cur, wp, wr = [], [], 0, 0
+    for i in order:
+        p, r = max(wp, prompt_w[i]), max(wr, response_w[i])
+        if cur and ((len(cur) + 1) * (p + r) > budget or (max_rows and len(cur) >= max_rows)):
+            parts.append(cur)
+            cur, p, r = [], prompt_w[i], response_w[i]
+        cur.append(i)
+        wp, wr = p, r
+    if cur:
+        parts.append(cur)
+    return [sorted(part, key=lambda i: (group[i], i)) for part in parts]
+
+
+def micro_batches(b: UpdateBatch, micro_rows: int, micro_tokens: int = 0) -> list[tuple[torch.Tensor, int, int]]:
+    """How the rows of `b` are split into micro-batches: (row indices, prompt width, response width) per
+    micro-batch. `micro_tokens` > 0: packed by `token_budget_parts` (at most `micro_rows` rows when > 0), each cut to
+    its own longest row; else consecutive runs of `micro_rows` rows (0 = all) at the batch's full width."""
+    B = b.response_ids.shape[0]
+    if not B:
+        return []
+    if micro_tokens <= 0:
+        P, T = b.prompt_ids.shape[1], b.response_ids.shape[1]
+        return [(idx, P, T) for idx in torch.arange(B, device=b.advantages.device).split(micro_rows or B)]
+    pw, rw, group = extents(b)
+    out = []
+    for part in token_budget_parts(pw, rw, group, micro_tokens, micro_rows):
+        idx = torch.tensor(part, dtype=torch.long, device=b.advantages.device)
+        out.append((idx, max(1, max(pw[i] for i in part)), max(1, max(rw[i] for i in part))))
+    return out
+
+
 @torch.no_grad()
 def batched_logprobs(model, b: UpdateBatch, micro: int, temperature: float, logprob_fn=None,
-                     precision=None) -> torch.Tensor:
-    """log-probs [B, T] float32 of the batch's responses without gradient, `micro` rows at a time (`logprob_fn`:
-    the policy's, see `lengthrl.train.policy`; default `compute_logprobs`; `precision`: the run's autocast)."""
+                     precision=None, micro_tokens: int = 0) -> torch.Tensor:
+    """log-probs [B, T] float32 of the batch's responses without gradient, `micro` rows at a time, or packed
+    under a budget of `micro_tokens` tokens per forward (`micro_batches`; 0 where a micro-batch is cut);
+    `logprob_fn`: the policy's, see `lengthrl.train.policy`; default `compute_logprobs`; `precision`: the run's
+    autocast."""
     logprob_fn = logprob_fn or compute_logprobs
-    out = []
-    for idx in torch.arange(b.response_ids.shape[0]).split(micro):
+    out = torch.zeros(b.response_ids.shape, dtype=torch.float32, device=b.response_ids.device)
+    for idx, pw, rw in micro_batches(b, micro, micro_tokens):
+        m = b.rows(idx).trim(pw, rw)
         with _amp(precision):
-            out.append(logprob_fn(model, b.prompt_ids[idx], b.prompt_mask[idx], b.response_ids[idx],
-                                  b.response_mask[idx], temperature=temperature).float())
-    return torch.cat(out)
+            logp = logprob_fn(model, m.prompt_ids, m.prompt_mask, m.response_ids, m.response_mask,
+                              temperature=temperature).float()
+        out[idx, :rw] = logp.to(out.device)
+    return out
 
 
 def minibatch_rows(group_index: torch.Tensor, n_mini: int, g: torch.Generator,
@@ -156,20 +221,19 @@ def ppo_update(model, optimizer, scheduler, batch: UpdateBatch, cfg, g: torch.Ge
             groups_kw = prompt_mean_normalisers(mb, d) if prompt_mean else None  # group_tokens [b], num_groups
             if cfg.justgrpo_loss == "official":
                 num_seqs = official_valid(mb.advantages, d)
-            micro = cfg.micro_batch_size or max(len(rows), 1)
-            parts = list(torch.arange(len(rows)).split(micro)) if len(rows) else []
+            parts = micro_batches(mb, cfg.micro_batch_size, cfg.micro_batch_tokens)  # (rows, widths) of mb
             n_parts = d.all_max(len(parts))
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), device=dev)
             for j in range(n_parts):
                 if j < len(parts):
-                    m = mb.rows(parts[j])
+                    m = mb.rows(parts[j][0]).trim(*parts[j][1:])
                 else:  # this rank holds fewer rows: a zero-weight pass keeps the collectives in step
                     m = batch.rows(torch.zeros(1, dtype=torch.long))
                     m.loss_mask = torch.zeros_like(m.loss_mask)
                 group_kw = {}
                 if groups_kw is not None:
-                    gt = groups_kw[0][parts[j]] if j < len(parts) else torch.ones(1, device=dev)
+                    gt = groups_kw[0][parts[j][0]] if j < len(parts) else torch.ones(1, device=dev)
                     group_kw = {"group_tokens": gt, "num_groups": groups_kw[1]}
                 with d.sync(model, last=j == n_parts - 1):
                     with _amp(precision):

@@ -205,6 +205,62 @@ def test_a_statement_or_a_combination_is_not_an_answer(a, g, conn, gold_last):
     assert not MathVerifier().equivalent(f"{a} {conn} {a} {conn} {g}", str(g))
 
 
+# separators the rules before math-verify do not list: math-verify's default mode reads `5 SEP 3` as its last part
+# that parses (3); the prediction must parse as a whole (first_match in the worker)
+_UNLISTED = [
+    "\\Leftarrow", "\\Longleftarrow", "\\leftarrow", "\\gets", "\\longleftarrow", "\\hookrightarrow",
+    "\\rightsquigarrow", "\\leadsto", "\\searrow", "\\nearrow", "\\swarrow", "\\nwarrow", "\\downarrow",
+    "\\uparrow", "\\Downarrow", "\\Uparrow", "\\updownarrow", "\\xrightarrow{}", "\\xrightarrow{f}",
+    "\\xleftarrow{}", "\\doteq", "\\asymp", "\\coloneqq", "\\eqqcolon", "\\triangleq", "\\propto",
+    "\\prec", "\\succ", "\\preceq", "\\succeq", "\\ll", "\\gg", "\\lessgtr", "\\mid", "\\nmid",
+    "\\parallel", "\\perp", "\\|", "|", "\\vert", "\\oplus", "\\otimes", "\\odot", "\\bigcup", "\\sqcup",
+    "\\uplus", "\\vdash", "\\dashv", "\\models", "\\top", "\\bot", "\\&", "&", "\\\\", "\\newline",
+    "\\bmod", "~", "\\hspace{1em}", "\\enspace", "\\hfill", "\\mathrel{R}", "\\text{ else }",
+    "\\text{ but }", "\\text{ vs }", "\\textbf{ or }", "\\operatorname{or}", "\\text{, so }", ";", ":", "?",
+    "@", "#", "\\#", "\\S", "\\dots", "\\ldots", "\\cdots", "\\because", "\\qed", "\\square",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 1000), st.integers(2, 1000), st.sampled_from(_UNLISTED), st.booleans())
+def test_a_combination_that_does_not_parse_is_not_read_as_its_last_part(a, g, sep, gold_last):
+    """`5 \\Leftarrow 3`, `5 | 3`, `5 \\bmod 3`, `5 ~ 3`, `5 \\\\ 3`: before the prediction had to parse whole, 58 of
+    these 80 separators got `5 SEP 3` credited for 3 (measured on the previous worker). a, g >= 2 and a not 2g, so no
+    arithmetic reading of the pair (sum, product, difference, power, mod) equals g."""
+    if a == g or a == 2 * g:
+        return
+    pred = f"{a} {sep} {g}" if gold_last else f"{g} {sep} {a}"
+    assert not MV_SHARED.equivalent(pred, str(g)), pred
+    assert not MV_SHARED.equivalent(f"{a} {sep} {a} {sep} {g}", str(g)), pred
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("1000000008", "1000000007"),  # off by one around 10^9 (a "mod 10^9+7" answer)
+        ("1000000000001000", "1000000000000000"),  # off by 1000 around 10^12 (here 10^15)
+        ("1000000001000", "1000000000000"),
+        (str(2**64 + 10**9), str(2**64)),  # off by 10^9 around 2^64
+        (str(2**64 + 10**9), "2^{64}"),  # the same, the reference an expression (math-verify, exact)
+        ("1" * 63 + "2", "1" * 64),  # 64 digits, the last one differs
+        ("10000000000.5", "10000000000"),
+        ("\\frac{1}{1000000008}", "\\frac{1}{1000000007}"),  # exact rationals 1e-9 apart
+        ("1000000007/1000000008", "1000000008/1000000009"),
+        ("5 = 3", "3"),
+        ("1 \\lor 2 \\lor 3", "3"),
+        ("5 \\to 3", "3"),
+        ("\uff13", "3"),  # FULLWIDTH DIGIT THREE
+        ("300\\%", "3"),
+    ],
+)
+def test_the_reported_cases_are_wrong(pred, gold):
+    """Each answer the red-team report found credited; also through a task's boxed answer."""
+    assert not MV_SHARED.equivalent(pred, gold)
+    task = MathTask([Sample(id="a", prompt="q", answer=gold)], response_rule="boxed")
+    assert task.score(task.samples()[0], f"so \\boxed{{{pred}}}").reward == 0.0
+    assert task.score(task.samples()[0], f"so \\boxed{{{gold}}}").reward == 1.0
+
+
 @pytest.mark.parametrize(
     "pred, gold, same",
     [

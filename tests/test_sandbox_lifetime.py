@@ -189,3 +189,49 @@ def test_deep_tree_through_code_task_score(mode, assert_mode, monkeypatch):
     score = task.score(task.samples()[0], f"```python\n{prog}```")
     assert score.reward == 1.0
     assert run_dirs() - before == set()
+
+
+RAW_SYSCALLS = r'''
+import ctypes, mmap, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+X86 = os.uname().machine == "x86_64"
+NR = {"clone": 56, "clone3": 435, "memfd_secret": 447, "getpid": 39} if X86 else \
+     {"clone": 220, "clone3": 435, "memfd_secret": 447, "getpid": 172}
+def sc(*a):
+    ctypes.set_errno(0)
+    return libc.syscall(*[ctypes.c_long(x) for x in a]), ctypes.get_errno()
+r, e = sc(NR["clone"], 0x10000000 | 17, 0, 0, 0, 0)  # clone(CLONE_NEWUSER | SIGCHLD), not through unshare()
+if r == 0:
+    os._exit(0)  # the child of a clone that should have been refused
+print("clone", r, e)
+args = ctypes.create_string_buffer((0x10000000).to_bytes(8, "little") + bytes(80))  # struct clone_args
+r, e = sc(NR["clone3"], ctypes.addressof(args), 88)
+if r == 0:
+    os._exit(0)
+print("clone3", r, e)
+print("memfd_secret", *sc(NR["memfd_secret"], 0))
+print("getpid", sc(NR["getpid"])[0] == os.getpid())
+if X86:
+    print("x32", *sc(0x40000000 + 39))  # getpid through the x32 ABI
+    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    m.write(bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3]))  # mov eax, 20 (i386 getpid); int 0x80; ret
+    print("i386", ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))())
+'''
+
+
+@pytest.mark.parametrize("mode", _modes())
+def test_seccomp_refuses_raw_clone_clone3_and_other_abis(mode, monkeypatch):
+    """The filter reads the syscall, not the library call: clone(CLONE_NEWUSER) by number is refused (EPERM),
+    clone3 answers ENOSYS (its flags are in memory the filter cannot read), memfd_secret is refused, and so is
+    every syscall of another ABI (x32 getpid, i386 getpid through int 0x80: on the host they return ENOSYS and
+    the pid); an ordinary syscall by number works."""
+    iso = isolation()
+    if mode != "ns":
+        iso = replace(iso, namespaces=False, user_namespace=False, readonly_fs=False, per_run_uid=mode == "weak-uid")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    res = run_program(RAW_SYSCALLS, limits=LIM, iso=iso)
+    want = ["clone -1 1", "clone3 -1 38", "memfd_secret -1 1", "getpid True"]
+    if os.uname().machine == "x86_64":
+        want += ["x32 -1 1", "i386 -1"]
+    assert res.stdout.splitlines() == want, res.stdout + res.stderr[-500:]

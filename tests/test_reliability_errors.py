@@ -184,3 +184,19 @@ def test_os_errors_at_the_edge_are_one_line(micro_dir, tmp_path, capsys, monkeyp
     monkeypatch.setattr(builtins, "open", bad_open)
     assert _train(micro_dir, tmp_path / "run", []) == 2
     _one_line(capsys, r"metrics.jsonl: Input/output error.*check the disk")
+
+
+def test_code_task_without_namespaces_is_refused_before_training(micro_dir, tmp_path, capsys, monkeypatch):
+    """No namespaces for the sandbox and no LENGTHRL_SANDBOX_WITHOUT_NAMESPACES=1: one line, exit 2, no step run."""
+    from dataclasses import replace
+
+    from lengthrl.verifiers import isolation
+    from lengthrl.verifiers.sandbox import WEAK_ENV
+
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    monkeypatch.setattr("lengthrl.verifiers.sandbox.isolation", lambda: weak)
+    monkeypatch.delenv(WEAK_ENV, raising=False)
+    out = tmp_path / "run"
+    assert _train(micro_dir, out, _data(tmp_path, "d.jsonl", CODE_ROW * 4) + CODE) == 2
+    _one_line(capsys, rf"the code sandbox cannot create Linux namespaces here .*set {WEAK_ENV}=1")
+    assert not (out / "metrics.jsonl").exists()

@@ -208,9 +208,8 @@ needs_private_root = pytest.mark.skipif(
 )
 
 
-@needs_private_root
-def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(tmp_path, unharmed):
-    """The red-team program: walk the file system, find the data file holding this stdin, print its output."""
+def _io_cheat_task(tmp_path):
+    """A code task with stdin/stdout cases whose data file (train.jsonl, world-readable) is in `tmp_path`."""
     from lengthrl.tasks.base import Sample
     from lengthrl.tasks.code_task import CodeTask
 
@@ -219,9 +218,16 @@ def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(tmp_path, unh
     data.write_text("\n".join(json.dumps({"prompt": "multiply, add 7", "io_tests": cases}) for _ in range(2)))
     os.chmod(tmp_path, 0o755)
     os.chmod(data, 0o644)  # world-readable, as data files usually are
-    cheat = (
+    task = CodeTask([Sample(id="m", prompt="p", answer="", meta={"io_tests": cases})], limits=FAST)
+    return task, task.samples()[0]
+
+
+def _data_cheat(top: str) -> str:
+    """The red-team program: walk the file system from `top`, find the data row holding this stdin, print its
+    stored output."""
+    return (
         "import os, sys, json\nmine = sys.stdin.read()\n"
-        "for root, dirs, files in os.walk('/'):\n"
+        f"for root, dirs, files in os.walk({top!r}):\n"
         "    dirs[:] = [d for d in dirs if d not in ('proc', 'sys')]\n"
         "    for f in files:\n"
         "        try:\n            text = open(os.path.join(root, f), errors='ignore').read(1 << 20)\n"
@@ -231,17 +237,32 @@ def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(tmp_path, unh
         "            for i, o in (row.get('io_tests') or []) if isinstance(row, dict) else []:\n"
         "                if i == mine:\n                    print(o, end='')\n                    raise SystemExit(0)\n"
     )
-    task = CodeTask([Sample(id="m", prompt="p", answer="", meta={"io_tests": cases})], limits=FAST)
-    s = task.samples()[0]
-    assert task.score(s, "```python\na, b = map(int, input().split())\nprint(a * b + 7)\n```").reward == 1.0
-    assert task.score(s, f"```python\n{cheat}```").reward == 0.0
 
 
 @needs_private_root
-def test_the_program_sees_no_host_files(tmp_path):
-    secret = tmp_path / "secret.txt"
+def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(host_dir, unharmed):
+    """The cheat walks the whole file system ('/'): the data file is not in it."""
+    task, s = _io_cheat_task(host_dir)
+    assert task.score(s, "```python\na, b = map(int, input().split())\nprint(a * b + 7)\n```").reward == 1.0
+    assert task.score(s, f"```python\n{_data_cheat('/')}```").reward == 0.0
+
+
+def test_without_a_private_root_the_data_cheat_works(host_dir, monkeypatch):
+    """The limit docs/security.md states for the no-namespace opt-in, and the proof that the cheat above is a
+    working one: with the host's files visible it finds the data file and gets reward 1."""
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    if not weak.drop_user:
+        pytest.skip("needs root to run the program as an unprivileged user")
+    monkeypatch.setattr("lengthrl.verifiers.sandbox.isolation", lambda: weak)
+    monkeypatch.setenv(WEAK_ENV, "1")
+    task, s = _io_cheat_task(host_dir)
+    assert task.score(s, f"```python\n{_data_cheat(str(host_dir))}```").reward == 1.0
+
+
+@needs_private_root
+def test_the_program_sees_no_host_files(host_dir):
+    secret = host_dir / "secret.txt"
     secret.write_text("hunter2")
-    os.chmod(tmp_path, 0o755)
     os.chmod(secret, 0o644)
     here = Path(__file__).resolve().parent.parent
     paths = [str(secret), str(here), str(here / "pyproject.toml"), os.path.expanduser("~"), "/tmp", "/etc/passwd",
@@ -253,51 +274,94 @@ def test_the_program_sees_no_host_files(tmp_path):
     assert set(eval(top)) <= {"bin", "box", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr"}
 
 
-@needs_private_root
-def test_host_unix_sockets_are_unreachable(tmp_path):
-    """A socket file on the host is not in the program's file system, for Python, C (ctypes) or a child python3;
-    abstract sockets are scoped by the network namespace."""
+def _host_sockets_probe(host_dir, iso=None):
+    """Listen on a Unix socket file in `host_dir` (world-reachable), an abstract Unix socket and TCP on
+    127.0.0.1, then run a program that connects to each through C (ctypes) and through a child python3 (no
+    audit hook there). Returns the program's output lines and what the listeners received."""
     import socket
     import threading
 
-    path = str(tmp_path / "host.sock")
+    path = str(host_dir / "host.sock")
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
-    os.chmod(tmp_path, 0o777)
     os.chmod(path, 0o777)
-    srv.listen()
-    srv.settimeout(6)
     abstract = socket.socket(socket.AF_UNIX)
     abstract.bind("\0lengthrl-test-" + uuid.uuid4().hex)
-    abstract.listen()
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
     got = []
-    threading.Thread(target=lambda: got.append(_accept(srv)), daemon=True).start()
+    for s in (srv, abstract, tcp):
+        s.listen()
+        threading.Thread(target=_accept_all, args=(s, got), daemon=True).start()
     child = (
-        "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1])\n    s.sendall(b'hi')\n"
-        "    print('connected')\nexcept OSError as e:\n    print('refused', e.errno)"
+        "import socket, sys\nfor a in (sys.argv[1], ('127.0.0.1', int(sys.argv[2]))):\n"
+        "    s = socket.socket(socket.AF_UNIX if isinstance(a, str) else socket.AF_INET)\n"
+        "    s.settimeout(2)\n    try:\n        s.connect(a)\n        s.sendall(b'child')\n"
+        "        print('child connected', s.recv(2).decode())\n    except OSError as e:\n        print('child refused')"
     )
     prog = (
         "import ctypes, struct, subprocess, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
         f"for p in [{path!r}, {abstract.getsockname()!r}]:\n"
         "    fd = libc.socket(1, 1, 0)\n    raw = p.encode() if isinstance(p, str) else p\n"
         "    addr = struct.pack('=H', 1) + raw + b'\\0' * (108 - len(raw))\n"
-        "    print('ctypes', libc.connect(fd, addr, 110))\n"
-        f"print(subprocess.run(['/usr/bin/python3', '-I', '-c', {child!r}, {path!r}], capture_output=True, text=True).stdout)"
+        "    rc = libc.connect(fd, addr, 2 + len(raw) + isinstance(p, str))\n"  # an abstract name is exact
+        "    print('ctypes', rc, libc.write(fd, b'ctypes', 6) if rc == 0 else '')\n"
+        f"print(subprocess.run(['/usr/bin/python3', '-I', '-c', {child!r}, {path!r}, '{tcp.getsockname()[1]}'],"
+        " capture_output=True, text=True).stdout, end='')"
     )
-    res = run_program(prog, limits=FAST)
-    srv.close()
-    abstract.close()
-    assert res.stdout.count("ctypes -1") == 2, res.stdout + res.stderr
-    assert "refused" in res.stdout and "connected" not in res.stdout, res.stdout + res.stderr
-    assert got in ([], [None])
-
-
-def _accept(srv):
     try:
-        conn, _ = srv.accept()
-        return conn.recv(10)
-    except OSError:
-        return None
+        res = run_program(prog, limits=FAST, iso=iso)
+        time.sleep(0.3)
+    finally:
+        for s in (srv, abstract, tcp):
+            s.close()
+    return [ln.strip() for ln in res.stdout.splitlines()], sorted(got), res.stderr
+
+
+def _accept_all(srv, got):
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(2)
+            try:
+                got.append(conn.recv(16))
+                conn.sendall(b"ok")
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def host_dir(private_tmp):
+    """A directory of the host that any user can reach (as data directories usually are); pytest's own
+    temporary directories are not (their parent is private to root), which would hide files from the
+    unprivileged program even without a private root."""
+    d = Path(tempfile.mkdtemp(dir=private_tmp))
+    os.chmod(d, 0o755)
+    return d
+
+
+@needs_private_root
+def test_host_unix_sockets_are_unreachable(host_dir):
+    """A socket file on the host is not in the program's file system, for C (ctypes) or a child python3;
+    abstract sockets and TCP on 127.0.0.1 are scoped by the network namespace."""
+    lines, got, err = _host_sockets_probe(host_dir)
+    assert lines == ["ctypes -1", "ctypes -1", "child refused", "child refused"], (lines, err)
+    assert got == []
+
+
+def test_without_namespaces_host_sockets_are_reachable(host_dir, monkeypatch):
+    """The limit docs/security.md states for the no-namespace opt-in (and the proof that the probe above can
+    connect): the socket file, the abstract socket and, from a child interpreter, TCP on 127.0.0.1."""
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    if not weak.drop_user:
+        pytest.skip("needs root to run the program as an unprivileged user")
+    monkeypatch.setenv(WEAK_ENV, "1")
+    lines, got, err = _host_sockets_probe(host_dir, iso=weak)
+    assert lines == ["ctypes 0 6", "ctypes 0 6", "child connected ok", "child connected ok"], (lines, err)
+    assert got == [b"child", b"child", b"ctypes", b"ctypes"]
 
 
 @needs_private_root
@@ -325,6 +389,23 @@ def test_without_namespaces_untrusted_code_needs_an_explicit_opt_in(monkeypatch,
         run_program("print(1)", iso=weak)
     monkeypatch.setenv(WEAK_ENV, "1")
     assert run_program("print(1)", iso=weak, limits=FAST).stdout == "1\n"
+
+
+def test_a_code_task_refuses_up_front_without_namespaces(monkeypatch):
+    """Without namespaces and without the opt-in, building a code task fails (a training run then stops with
+    one line before its first step, `tests/test_reliability_errors.py`) instead of every reward being 0."""
+    from lengthrl.tasks.base import Sample
+    from lengthrl.tasks.code_task import CodeTask
+
+    weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
+    monkeypatch.setattr("lengthrl.verifiers.sandbox.isolation", lambda: weak)
+    monkeypatch.delenv(WEAK_ENV, raising=False)
+    samples = [Sample(id="s", prompt="p", answer="", meta={"tests": ["assert True"]})]
+    with pytest.raises(LengthRLError, match=f"cannot create Linux namespaces.*{WEAK_ENV}=1"):
+        CodeTask(samples, limits=FAST)
+    monkeypatch.setenv(WEAK_ENV, "1")
+    task = CodeTask(samples, limits=FAST)
+    assert task.score(task.samples()[0], "```python\nx = 1\n```").reward == 1.0
 
 
 def test_weak_sandbox_clean_up_survives_a_deep_tree(monkeypatch):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lengthrl.errors import ConfigError
 from lengthrl.tasks.base import Sample, Score
 from lengthrl.tasks.math_task import ListTask
-from lengthrl.verifiers.sandbox import SandboxLimits, limits_from, run_io_tests, run_program
+from lengthrl.verifiers.sandbox import SandboxLimits, check_sandbox, limits_from, run_io_tests, run_program
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -45,6 +45,7 @@ class CodeTask(ListTask):
             raise ConfigError(f"code task mode must be 'fraction' or 'all', got {mode!r}")
         self.mode = mode
         self.limits = limits_from(limits)
+        check_sandbox()  # without namespaces (and no opt-in) the run is refused here, not once per response
 
     def score(self, sample: Sample, response: str) -> Score:
         """Run the response's program against the sample's tests."""

@@ -178,6 +178,20 @@ def isolation() -> Isolation:
     raise LengthRLError(f"the code sandbox cannot start a Python process on this machine: {errors[-1][-500:]}")
 
 
+def check_sandbox(iso: Isolation | None = None) -> Isolation:
+    """The isolation untrusted code runs under here (`isolation()` by default); LengthRLError when it has no
+    namespaces (the program would see this machine's files and reach local sockets) and the user has not set
+    LENGTHRL_SANDBOX_WITHOUT_NAMESPACES=1. Code tasks call it when they are built, so a run refuses up front."""
+    iso = iso or isolation()
+    if not iso.namespaces and os.environ.get(WEAK_ENV) != "1":
+        raise LengthRLError(
+            "the code sandbox cannot create Linux namespaces here (needs root or unprivileged user namespaces and "
+            "util-linux `unshare`), so a program could read this machine's files and reach local sockets; run the "
+            f"trainer in a container or VM, or set {WEAK_ENV}=1 to accept the weaker sandbox (docs/security.md)"
+        )
+    return iso
+
+
 def _trial(iso: Isolation) -> str:
     """Run a probe program under `iso`: 'readonly' / 'writable' (can it write beside its directory?), or
     the error output when the run fails."""
@@ -262,12 +276,8 @@ def run_program(
     """
     lim = limits or SandboxLimits()
     iso = iso or isolation()
-    if not iso.namespaces and not _probe and os.environ.get(WEAK_ENV) != "1":
-        raise LengthRLError(
-            "the code sandbox cannot create Linux namespaces here (needs root or unprivileged user namespaces and "
-            "util-linux `unshare`), so a program could read this machine's files and reach local sockets; run the "
-            f"trainer in a container or VM, or set {WEAK_ENV}=1 to accept the weaker sandbox (docs/security.md)"
-        )
+    if not _probe:
+        check_sandbox(iso)
     tests = list(tests or [])
     launched: list[_Launched] = []
     own: list[int] = []  # descriptors of this run held here

@@ -200,3 +200,68 @@ def test_code_task_without_namespaces_is_refused_before_training(micro_dir, tmp_
     assert _train(micro_dir, out, _data(tmp_path, "d.jsonl", CODE_ROW * 4) + CODE) == 2
     _one_line(capsys, rf"the code sandbox cannot create Linux namespaces here .*set {WEAK_ENV}=1")
     assert not (out / "metrics.jsonl").exists()
+
+
+def _pages(root) -> int:
+    """4 KiB pages the files under `root` take on a tmpfs."""
+    return sum(-(-p.stat().st_size // 4096) for p in root.rglob("*") if p.is_file())
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k none /mnt"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and a mount namespace for a small tmpfs")
+@pytest.mark.parametrize("free_pages, failed", [
+    (6, "the checkpoint of step 2"),
+    pytest.param(19, "the checkpoint of step 2", marks=pytest.mark.slow),
+    pytest.param(36, "the final model", marks=pytest.mark.slow),
+], ids=["weights", "state", "final"])
+def test_a_real_full_disk_is_one_line_and_loses_no_work(free_pages, failed, micro_dir, tmp_path):
+    """A run directory on a tmpfs with `free_pages` pages left after step 1: step 2's checkpoint fails in the
+    weights (safetensors raises its own SafetensorError, not an OSError: a traceback before), in the trainer
+    state (torch's RuntimeError), or the final model fails. One line, exit 2; after the disk grows, --resume
+    finishes the run."""
+    import subprocess
+    import sys
+
+    from runkit import SRC
+
+    sets = [f"model={json.dumps(str(micro_dir))}", *BASE, "steps=2", "checkpoint_every=1", "keep_checkpoints=2",
+            "threads=1"]
+    probe = tmp_path / "probe"  # the same run to step 1, on an ordinary disk: what step 1 leaves
+    argv = ["train", "--quiet", "--out", str(probe)]
+    for item in sets[:-4] + ["steps=1", "checkpoint_every=1", "threads=1"]:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    size = (_pages(probe) - _pages(probe / "final") + free_pages) * 4096
+    mnt, log = tmp_path / "disk", tmp_path / "log"
+    mnt.mkdir()
+    log.mkdir()
+    train = [sys.executable, "-m", "lengthrl", "train", "--quiet", "--out", str(mnt / "run")]
+    for item in sets:
+        train += ["--set", item]
+    cmd = " ".join(json.dumps(a) for a in train)
+    script = (f"mount -t tmpfs -o size={size} none {mnt} || exit 9\n"
+              f"{cmd} 2> {log}/first; echo $? > {log}/rc1\n"
+              f"ls {mnt}/run/checkpoints > {log}/ckpts\n"
+              f"mount -o remount,size=16m {mnt}\n"
+              f"{cmd} --resume 2> {log}/second; echo $? > {log}/rc2\n"
+              f"cat {mnt}/run/metrics.jsonl > {log}/metrics; ls {mnt}/run/checkpoints {mnt}/run/final > {log}/after\n")
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    env.pop("LENGTHRL_PAUSE_AT", None)
+    assert subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, timeout=600).returncode == 0
+    first = (log / "first").read_text()
+    errors = [ln for ln in first.splitlines() if ln.startswith("lengthrl train: error: ")]
+    assert (log / "rc1").read_text().strip() == "2" and "Traceback" not in first, first
+    assert len(errors) == 1 and re.search(rf"writing {failed} .* failed: no space left on the device; ", errors[0]), first
+    assert "step_000001" in (log / "ckpts").read_text().split()  # the last complete checkpoint stayed
+    assert (log / "rc2").read_text().strip() == "0", (log / "second").read_text()
+    assert [json.loads(line)["step"] for line in (log / "metrics").read_text().splitlines()] == [1, 2]
+    assert {"step_000001", "step_000002", "model.safetensors"} <= set((log / "after").read_text().split())

@@ -92,24 +92,53 @@ def begin(run_dir: Path, step: int) -> Path:
     return tmp
 
 
-def _write_error(run_dir: Path, step: int, e: BaseException) -> CheckpointError:
-    """One line for a checkpoint that could not be written: what failed, and that nothing was lost."""
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a failed write of weights raises: OSError, torch's RuntimeError, or safetensors' SafetensorError
+    (which is neither; a real full disk showed it)."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # an older safetensors
+        return (OSError, RuntimeError)
+    return (OSError, RuntimeError, SafetensorError)
+
+
+WRITE_ERRORS = _write_errors()
+
+
+def _what_failed(e: BaseException, where: Path) -> str:
+    """'no space left on the device' for a full disk (errno ENOSPC, the message of a library that hides the
+    errno, or under 64 MiB free where it failed), else the exception's type and first line."""
     import errno
 
-    root = run_dir / "checkpoints"
     try:
-        free = shutil.disk_usage(root if root.exists() else run_dir).free
+        free = shutil.disk_usage(where).free
     except OSError:
         free = None
+    text = str(e)
+    if (getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in text or "os error 28" in text
+            or (free is not None and free < (64 << 20))):
+        return "no space left on the device"
+    first = (text.splitlines() or [type(e).__name__])[0][:200]
+    return f"{type(e).__name__}: {first}"
+
+
+def _write_error(run_dir: Path, step: int, e: BaseException) -> CheckpointError:
+    """One line for a checkpoint that could not be written: what failed, and that nothing was lost."""
+    root = run_dir / "checkpoints"
+    what = _what_failed(e, root if root.exists() else run_dir)
     done = [p.name for p in list_checkpoints(run_dir)] if root.exists() else []
     kept = f"the last complete checkpoint, {done[-1]}, is intact" if done else "no earlier checkpoint exists"
-    if getattr(e, "errno", None) == errno.ENOSPC or (free is not None and free < (64 << 20)):
-        what = "no space left on the device"
-    else:
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        what = f"{type(e).__name__}: {first}"
     return CheckpointError(f"writing the checkpoint of step {step} in {root} failed: {what}; {kept}; free space "
                            f"(or fix the path) and run again with --resume")
+
+
+def final_write_error(run_dir: Path, e: BaseException) -> CheckpointError:
+    """One line for a final model that could not be written (the last checkpoint was written before it)."""
+    done = [p.name for p in list_checkpoints(run_dir)]
+    kept = f"the checkpoint {done[-1]} is complete" if done else "no checkpoint exists"
+    return CheckpointError(f"writing the final model to {run_dir / 'final'} failed: "
+                           f"{_what_failed(e, run_dir)}; {kept}; free space (or fix the path) and run again with "
+                           "--resume")
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, keep: int,
@@ -139,7 +168,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict, kee
         manifest = {"step": step, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         _fsync_tree(tmp)
-    except (OSError, RuntimeError) as e:  # a full disk shows as OSError(ENOSPC) or as torch's RuntimeError
+    except WRITE_ERRORS as e:  # a full disk shows as OSError(ENOSPC), torch's RuntimeError or a SafetensorError
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)  # incomplete: never a valid state
         raise _write_error(run_dir, step, e) from None

@@ -497,14 +497,17 @@ class Trainer:
                     self.save()
         self.save()
         model_sd = full_state(self.model)[0] if self.dist.sharded else None
-        if self.dist.is_main and cfg.lora_r:  # final/adapter, and the merged model in final/ with merge_lora
-            lora.save_final(self.model, self.tok, self.out / "final", merge=cfg.merge_lora)
-        elif self.dist.is_main:
-            from lengthrl.models.loading import quiet_progress
+        try:
+            if self.dist.is_main and cfg.lora_r:  # final/adapter, and the merged model in final/ with merge_lora
+                lora.save_final(self.model, self.tok, self.out / "final", merge=cfg.merge_lora)
+            elif self.dist.is_main:
+                from lengthrl.models.loading import quiet_progress
 
-            with quiet_progress():  # no per-shard progress bar in the training output
-                self.model.save_pretrained(self.out / "final", safe_serialization=True, state_dict=model_sd)
-            self.tok.save_pretrained(self.out / "final")
+                with quiet_progress():  # no per-shard progress bar in the training output
+                    self.model.save_pretrained(self.out / "final", safe_serialization=True, state_dict=model_sd)
+                self.tok.save_pretrained(self.out / "final")
+        except ckpt.WRITE_ERRORS as e:  # a full disk: one line; the last checkpoint holds this state
+            raise ckpt.final_write_error(self.out, e) from None
         self.dist.barrier()
         return self.metrics.rows()
 

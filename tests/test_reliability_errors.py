@@ -66,6 +66,13 @@ CASES = {
     "duplicate keys": (lambda t: _data(t, "d.jsonl", ROW + '{"prompt": "x", "answer": "1", "answer": "2"}\n'),
                        r"d.jsonl: line 2: duplicate key 'answer'"),
     "corrupt parquet": (_parquet, r"d.parquet: not a readable Parquet file"),
+    "deep json file": (lambda t: _data(t, "d.json", '[{"prompt": "q", "answer": "1"}, ' + "[" * 100_000 + "]" * 100_000
+                                       + "]"), r"d.json: JSON nested too deeply"),
+    "duplicate keys in a json file": (lambda t: _data(t, "d.json", '[{"prompt": "q", "answer": "1", "prompt": "r"}]'),
+                                      r"d.json: duplicate key 'prompt'"),
+    "deep nesting inside a field": (lambda t: _data(t, "d.jsonl", ROW + '{"prompt": "x", "answer": "1", "meta": '
+                                                    + "[" * 100_000 + "]" * 100_000 + "}\n"),
+                                    r"d.jsonl: line 2: .*nested too deeply"),
 }
 
 

@@ -156,3 +156,41 @@ def test_an_existing_run_is_never_overwritten_by_accident(micro_dir, tmp_path, c
     assert steps == [1] and sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000001"]
     assert main(argv + ["--resume"]) == 0  # continues 1 -> 2
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.parametrize("held", ["metrics only", "checkpoints only", "torn metrics line"])
+def test_any_trace_of_a_run_needs_resume_or_overwrite(held, micro_dir, tmp_path, capsys):
+    """A run killed before its first checkpoint (metrics only), a directory of checkpoints without metrics, a
+    metrics file whose last line was torn: each is a run, refused without --resume, untouched. A directory with
+    other files only is not a run."""
+    from lengthrl.models import load_policy
+    from lengthrl.train import checkpoint as ck
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["train", "--quiet", "--out", str(out)]
+    for item in [f"model={json.dumps(str(micro_dir))}", "eval_prompts=0", "steps=1", "train_prompts=16",
+                 "prompts_per_step=1", "group_size=2", "max_new_tokens=8", "checkpoint_every=0"]:
+        argv += ["--set", item]
+    if held == "metrics only":
+        (out / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n')
+        step = 3
+    elif held == "torn metrics line":
+        (out / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "acc')
+        step = 1
+    else:
+        model, tok = load_policy(micro_dir)
+        ck.save_checkpoint(out, 4, model, tok, {"step": 4}, keep=2)
+        step = 4
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"lengthrl train: error: {out} holds a run up to step {step}; pass --resume to continue "
+                           "it or --overwrite to start over"), err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(argv[:3] + [str(other)] + argv[4:]) == 0  # other files only: not a run
+    assert (other / "notes.txt").read_text() == "mine"

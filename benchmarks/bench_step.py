@@ -37,7 +37,8 @@ import torch
 from benchmarks.common import write
 from lengthrl.models import save_tiny_random_model
 from lengthrl.models.tokenizer import build_char_tokenizer
-from lengthrl.train.config import TrainConfig, build_config
+from lengthrl.train.config import TrainConfig
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer
 
 # name -> model spec overrides, vocabulary size (None = the char tokenizer's), benchmark sizes

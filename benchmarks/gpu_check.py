@@ -109,7 +109,7 @@ def run_settings(model_dir: Path, p: dict, device: str, **kw) -> dict:
 
 
 def train_rows(settings: dict, out: Path, resume: bool = False):
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
     from lengthrl.train.loop import train
 
     tr = train(build_config(extra=settings), out, resume=resume, progress=False, evaluate=False)

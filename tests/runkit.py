@@ -33,7 +33,7 @@ def on_device(model: torch.nn.Module, device: str) -> torch.nn.Module:
 def reference_run(settings: dict, out) -> None:
     """The same run, never killed, in this process (the settings' one thread, as the subprocesses; the
     process's thread count is restored afterwards)."""
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
     from lengthrl.train.loop import train
 
     threads = torch.get_num_threads()

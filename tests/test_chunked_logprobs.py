@@ -141,7 +141,7 @@ def test_no_full_logits_kept_for_backward(micro_dir):
 
 def test_config_key(micro_dir):
     from lengthrl.errors import ConfigError
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     assert build_config().logprob_chunk == 0
     with pytest.raises(ConfigError, match="logprob_chunk"):

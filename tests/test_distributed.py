@@ -25,7 +25,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.models import save_tiny_random_model
 from lengthrl.objectives import LOSSES
 from lengthrl.rollout import HFEngine, SamplingParams
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.distributed import SINGLE, Dist, concat_rollouts, init_from_env, shard_seed
 from lengthrl.train.update import UpdateBatch, ppo_update
 

@@ -21,7 +21,7 @@ from lengthrl.errors import ConfigError
 from lengthrl.rollout import left_pad
 from lengthrl.tasks.base import Sample
 from lengthrl.train.prompts import encode_prompts
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 TOK = char_tokenizer()

@@ -15,7 +15,7 @@ from lengthrl.rewards import CompositeReward
 from lengthrl.rollout import SamplingParams
 from lengthrl.tasks import TASKS, get_task
 from lengthrl.tasks.base import Sample, Score, Task
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 TOK = char_tokenizer()

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from lengthrl.errors import ConfigError
 from lengthrl.train import dynamic
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 # the random micro model is never correct; DAPO's soft overlong penalty (max_len 24, cache 6) gives a group

@@ -191,7 +191,7 @@ def test_fallback_and_errors(policy):
 
 
 def test_config_key_rollout_engine():
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     assert build_config(overrides=["rollout_engine=fast"]).rollout_engine == "fast"
     assert build_config().rollout_engine == "auto"

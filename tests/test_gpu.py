@@ -18,7 +18,8 @@ from lengthrl.errors import ConfigError
 from lengthrl.models import load_policy, save_tiny_random_model
 from lengthrl.rollout import SamplingParams, compute_logprobs, make_engine
 from lengthrl.train import checkpoint as ckpt
-from lengthrl.train.config import build_config, describe
+from lengthrl.train.config import describe
+from lengthrl.train.validate import build_config
 from lengthrl.train.device import Precision, effective_dtype_name, resolve_device, resolve_dtype
 from lengthrl.train.loop import Trainer, train
 from lengthrl.train.update import LossStats, UpdateBatch, make_optimizer, ppo_update

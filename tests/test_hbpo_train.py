@@ -8,7 +8,7 @@ import torch
 
 from lengthrl.errors import ConfigError
 from lengthrl.rewards import hbpo_advantages, hbpo_budgets, length_reward
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 G, BUDGETS, MAX_NEW = 4, [4, 8], 12

@@ -15,7 +15,7 @@ from lengthrl.dllm.adapter import logprob_fn as diffusion_logprob_fn
 from lengthrl.dllm.model import TinyDiffusionConfig, char_tokenizer, save_diffusion_model, tiny_diffusion_model
 from lengthrl.errors import ConfigError
 from lengthrl.rollout import SamplingParams
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.update import UpdateBatch, ppo_update
 
 TOK = char_tokenizer()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lengthrl.control import LagrangeConfig, LagrangeController, shape_scored, step_budgets
 from lengthrl.errors import ConfigError, DataError
 from lengthrl.tasks.base import Sample
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 
 
 def test_one_dual_step_by_hand():

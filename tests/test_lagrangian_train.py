@@ -4,7 +4,7 @@ rewards, the multiplier it keeps in the checkpoint, and a resumed run that conti
 import pytest
 import torch
 
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 

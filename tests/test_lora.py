@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from lengthrl.errors import ConfigError
 from lengthrl.models import load_policy, lora
 from lengthrl.rollout import FastEngine, HFEngine, SamplingParams, compute_logprobs
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 
 peft = pytest.importorskip("peft")

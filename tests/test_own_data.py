@@ -16,7 +16,7 @@ from lengthrl.tasks import get_task
 from lengthrl.tasks.base import Sample, Score
 from lengthrl.tasks.cli import parse_task_args
 from lengthrl.tasks.math_task import MathTask
-from lengthrl.train.config import build_config, reward_terms, warn_reward_lengths
+from lengthrl.train.validate import build_config, reward_terms, warn_reward_lengths
 from lengthrl.train.scoring import reward_batch
 
 

@@ -117,7 +117,7 @@ def test_a_jinja_file_overrides_and_bad_settings_are_one_line_errors(qwen_dir, m
     from lengthrl.errors import ConfigError
     from lengthrl.tasks.base import Sample
     from lengthrl.tasks.chat import prompt_format
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     tok = _tok(qwen_dir)
     jinja = tmp_path / "t.jinja"
@@ -155,7 +155,7 @@ def test_conversational_data_keeps_its_turns_and_templates_the_last_user_turn(qw
 
 
 def _train_cfg(model, data, **kw):
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     sets = {"model": model, "task": "data", "task_args": {"path": str(data), "prompt_field": "question",
                                                           "answer_rule": "hash", "template": "gsm8k"},
@@ -309,7 +309,7 @@ def test_a_python_reward_function_is_called_with_trls_signature(micro_dir, tmp_p
 def test_bad_reward_functions_are_one_line_errors(micro_dir, tmp_path, rewards_module, capsys):
     from lengthrl.errors import ConfigError
     from lengthrl.rewards.python import call_rewards, load_rewards
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     for entry, msg in (("nosuchmodule_xyz:f", "cannot import module 'nosuchmodule_xyz'"),
                        (f"{rewards_module}:nope", f"module '{rewards_module}' has no 'nope'"),

@@ -10,7 +10,7 @@ import torch
 from lengthrl.errors import ConfigError
 from lengthrl.objectives import policy_loss
 from lengthrl.rollout import compute_logprobs
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import train
 from lengthrl.train.update import UpdateBatch, ppo_update, prompt_mean_normalisers
 from lengthrl.train.distributed import SINGLE

@@ -99,7 +99,7 @@ def test_the_default_organism_keeps_its_hash_and_the_preset_has_its_own():
 def test_a_reasoning_organism_builds_and_trains(tmp_path):
     from transformers import AutoTokenizer
 
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
     from lengthrl.train.loop import train
 
     small = {"arch": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,

@@ -9,7 +9,7 @@ import torch
 
 from lengthrl.models import load_policy
 from lengthrl.train import checkpoint as ck
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import train
 from runkit import rows, same_run
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lengthrl.models import save_tiny_random_model
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer
 from runkit import MICRO
 

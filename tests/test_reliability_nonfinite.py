@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lengthrl.train.loop as loop
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, TrainingStopped
 
 

@@ -12,7 +12,7 @@ from lengthrl.models import save_tiny_random_model
 from lengthrl.rewards import CompositeReward
 from lengthrl.tasks import get_task
 from lengthrl.tasks.base import Score
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer
 from lengthrl.train.scoring import call_with_deadline, reward_batch, score_batch, verify_batch
 from runkit import MICRO

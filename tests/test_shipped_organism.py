@@ -85,7 +85,7 @@ def test_shipped_diffusion_organism_is_the_demo_config_one_and_loads_without_bui
     from lengthrl.dllm import adapter
     from lengthrl.models.loading import load_policy  # noqa: F401
     from lengthrl.tasks import get_task
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     d = dorg.shipped_dir()
     info = org.read_organism_info(d)

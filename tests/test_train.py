@@ -10,7 +10,7 @@ import torch
 from lengthrl.errors import ConfigError
 from lengthrl.models import save_tiny_random_model
 from lengthrl.objectives import LOSSES
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import Trainer, train
 from lengthrl.train.update import UpdateBatch, make_optimizer, ppo_update
 from runkit import MICRO

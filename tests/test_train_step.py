@@ -7,7 +7,8 @@ import torch
 from lengthrl.errors import ConfigError
 from lengthrl.tasks.base import Sample
 from lengthrl.train.batch import StepBatch
-from lengthrl.train.config import build_config, describe
+from lengthrl.train.config import describe
+from lengthrl.train.validate import build_config
 from lengthrl.train.decision import Update, UpdateDecision, count_bad_steps, decide_update, skip_metrics
 from lengthrl.train.distributed import Dist
 from lengthrl.train.policy import uses_lean_forward

@@ -77,7 +77,7 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
     from lengthrl.analysis.report import build_report
     from lengthrl.analysis.runs import load_run
     from lengthrl.models.organism import resolve_model_dir
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
     from lengthrl.train.loop import Trainer, train
 
     console = Console()

@@ -27,7 +27,7 @@ BUDGET_KNOBS = {"dler": "max_len", "l1_exact": "target", "l1_max": "target"}
 def aimed_config(name: str, budget: int, overrides: list[str]):
     """The recipe configs/<name>.toml aimed at `budget`: the controller's length_budget, or the length knob of
     its reward terms (BUDGET_KNOBS). Returns (TrainConfig, note on what was set)."""
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     path = CONFIGS / f"{name}.toml"
     raw = tomllib.loads(path.read_text())

@@ -23,7 +23,7 @@ def run_demo(out: str | Path, config: str | None = None, overrides: list[str] | 
              ks: tuple[int, ...] = (1, 2, 4, 8, 16), test_prompts: int | None = None, progress: bool = True,
              log=print) -> dict:
     """Run the demo (module docstring); returns the results written to OUT/results.json."""
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     cfg = build_config(config, overrides, extra=None if config else copy.deepcopy(DEMO_CONFIG))
     fcfg = FlexibilityConfig(gen_length=cfg.max_new_tokens, n=n, ks=tuple(ks), test_prompts=test_prompts,

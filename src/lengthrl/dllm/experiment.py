@@ -152,7 +152,7 @@ def run_flexibility_experiment(out: str | Path, cfg: FlexibilityConfig, override
     import copy
 
     from lengthrl.tasks import get_task
-    from lengthrl.train.config import build_config
+    from lengthrl.train.validate import build_config
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def lora_settings(r: int = 8, alpha: float = 16.0, dropout: float = 0.0, target_
 
 
 def check_config(cfg) -> None:
-    """Validate the lora_* keys (called by `lengthrl.train.config.validate`); each error names its key."""
+    """Validate the lora_* keys (called by `lengthrl.train.validate.validate`); each error names its key."""
     if cfg.lora_r < 0:
         raise ConfigError(f"config key 'lora_r': must be >= 0 (0 = no LoRA), got {cfg.lora_r!r}")
     if cfg.merge_lora and cfg.lora_r == 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from lengthrl._lazy import lazy_exports
 
-_EXPORTS = {"build_config": "lengthrl.train.config", "TrainConfig": "lengthrl.train.config",
+_EXPORTS = {"build_config": "lengthrl.train.validate", "TrainConfig": "lengthrl.train.config",
             "Trainer": "lengthrl.train.loop", "train": "lengthrl.train.loop"}
 __all__ = sorted(_EXPORTS)
 

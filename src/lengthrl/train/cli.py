@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lengthrl.commands import command
 from lengthrl.errors import ConfigError
-from lengthrl.train.config import build_config, describe, to_dict
+from lengthrl.train.config import describe, to_dict
 
 
 @command("train", examples=[
@@ -23,6 +23,7 @@ def run_train(args) -> int:
     from lengthrl.train.device import fsdp_param_dtype
     from lengthrl.train.distributed import init_from_env, shutdown
     from lengthrl.train.loop import train
+    from lengthrl.train.validate import build_config
 
     cfg = build_config(args.config, args.set)
     check_out_dir(Path(args.out))
@@ -122,6 +123,8 @@ def run_config(args) -> int:
     from rich.table import Table
 
     if args.config or args.set:
+        from lengthrl.train.validate import build_config
+
         cfg = to_dict(build_config(args.config, args.set))
         for k, v in cfg.items():
             print(f"{k} = {v!r}")

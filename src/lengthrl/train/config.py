@@ -216,6 +216,18 @@ class TrainConfig:
 
 
 LOGPROB_IMPLS = ("auto", "model", "lean")
+DYNAMIC_SAMPLING_MODES = ("off", "drop", "resample")  # lengthrl.train.dynamic runs them
+DYNAMIC_SAMPLING_LEGACY = {False: "off", True: "drop"}  # dynamic_sampling's old boolean values
+
+
+def dynamic_sampling_mode(value) -> str:
+    """The mode of a `dynamic_sampling` value: one of DYNAMIC_SAMPLING_MODES, or the old booleans (true = 'drop')."""
+    if isinstance(value, bool):
+        return DYNAMIC_SAMPLING_LEGACY[value]
+    if value not in DYNAMIC_SAMPLING_MODES:
+        raise ConfigError(f"config key 'dynamic_sampling': {value!r}; valid: "
+                          f"{', '.join(repr(m) for m in DYNAMIC_SAMPLING_MODES)} (true = 'drop', false = 'off')")
+    return value
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
@@ -266,9 +278,10 @@ def _unknown(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint} (see `lengthrl config show` for every key)")
 
 
-def build_config(path: str | Path | None = None, overrides: list[str] | None = None,
+def parse_config(path: str | Path | None = None, overrides: list[str] | None = None,
                  extra: dict | None = None) -> TrainConfig:
-    """TOML file (optional) + `key=value` overrides + a dict, validated into a TrainConfig."""
+    """TOML file (optional) + `key=value` overrides + a dict, into a TrainConfig whose every value has its key's
+    type. Names and cross-key rules are checked by `lengthrl.train.validate.build_config`, the public entry."""
     values: dict[str, Any] = {}
     if path:
         p = Path(path)
@@ -307,13 +320,8 @@ def build_config(path: str | Path | None = None, overrides: list[str] | None = N
         if k not in FIELDS:
             raise _unknown(k)
     if "dynamic_sampling" in values:  # its old values true / false are 'drop' / 'off'
-        from lengthrl.train.dynamic import mode_of
-
-        values["dynamic_sampling"] = mode_of(values["dynamic_sampling"])
-    cfg = TrainConfig(**{k: _check_type(k, v, HINTS[k]) for k, v in values.items()})
-    validate(cfg)
-    warn_reward_lengths(cfg)
-    return cfg
+        values["dynamic_sampling"] = dynamic_sampling_mode(values["dynamic_sampling"])
+    return TrainConfig(**{k: _check_type(k, v, HINTS[k]) for k, v in values.items()})
 
 
 def _set_reward_term(values: dict, key: str, value: Any, item: str) -> None:
@@ -331,39 +339,6 @@ def _set_reward_term(values: dict, key: str, value: Any, item: str) -> None:
         raise ConfigError(f"--set {item!r}: no reward term {i}; the terms are {names}")
     terms[i] = {**terms[i], parts[2]: value}
     values["reward"] = terms
-
-
-def reward_terms(cfg: TrainConfig) -> list[dict]:
-    """cfg.reward with each length reward's missing `max_len` set to cfg.max_new_tokens (the generation cap)
-    and a missing `cache_len` (DAPO's soft-punishment interval) to max_len // 4, as a new list; the trainer
-    builds its CompositeReward from this."""
-    from lengthrl.rewards import LENGTH_REWARDS
-
-    out = []
-    for t in cfg.reward:
-        if isinstance(t, dict) and t.get("name") in LENGTH_REWARDS and "max_len" not in t \
-                and "max_len" in LENGTH_REWARDS[t["name"]].hparams:
-            t = {**t, "max_len": cfg.max_new_tokens}
-        if isinstance(t, dict) and t.get("name") in LENGTH_REWARDS and "cache_len" not in t \
-                and "cache_len" in LENGTH_REWARDS[t["name"]].hparams and isinstance(t.get("max_len"), int):
-            t = {**t, "cache_len": max(1, t["max_len"] // 4)}
-        out.append(t)
-    return out
-
-
-def warn_reward_lengths(cfg: TrainConfig) -> list[str]:
-    """Warnings (logged and returned) for length rewards whose max_len is not max_new_tokens: a cap above the
-    budget never fires (no response is longer than max_new_tokens)."""
-    msgs = []
-    for i, t in enumerate(cfg.reward):
-        if isinstance(t, dict) and "max_len" in t and t["max_len"] != cfg.max_new_tokens:
-            msgs.append(f"reward term {i} ({t.get('name')}): max_len = {t['max_len']} but max_new_tokens = "
-                        f"{cfg.max_new_tokens}" + ("; it can never fire" if t["max_len"] > cfg.max_new_tokens
-                                                   else "") + f" (drop max_len to follow max_new_tokens, or "
-                        f"--set reward.{i}.max_len=N)")
-    for m in msgs:
-        log.warning(m)
-    return msgs
 
 
 # key -> [low, high): every step, seed or count must fit the integers torch and numpy use
@@ -384,45 +359,18 @@ INT_RANGES = {
 }
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Ranges and names; every error names the key."""
-    from lengthrl.advantages import ADVANTAGES
-    from lengthrl.objectives import AGG_MODES, LOSSES
-
-    from lengthrl.train.dynamic import mode_of
-
-    mode_of(cfg.dynamic_sampling)
+def check_ranges(cfg: TrainConfig) -> None:
+    """The checks of single keys and of keys against each other that need no registry (ranges, finiteness,
+    combinations of the diffusion keys, batch divisibility); every error names the key. The names that live in
+    registries (loss, task, engine, ...) are checked by `lengthrl.train.validate`."""
 
     def need(ok: bool, key: str, msg: str):
         if not ok:
             raise ConfigError(f"config key {key!r}: {msg} (got {getattr(cfg, key)!r})")
 
-    from lengthrl.train.policy import POLICIES
-
-    if cfg.policy not in POLICIES:
-        raise ConfigError(f"config key 'policy': unknown policy {cfg.policy!r}; valid: {', '.join(POLICIES)}")
     need(cfg.policy != "diffusion" or cfg.top_k == 0, "top_k",
          "the diffusion policy samples with temperature and top_p only; set top_k = 0")
-    if cfg.loss not in LOSSES:
-        raise ConfigError(f"config key 'loss': unknown loss {cfg.loss!r}; valid: {', '.join(LOSSES)}")
-    if cfg.advantage not in ADVANTAGES:
-        raise ConfigError(f"config key 'advantage': unknown estimator {cfg.advantage!r}; valid: "
-                          f"{', '.join(ADVANTAGES)}")
-    from lengthrl.tasks import TASKS
-
-    base = cfg.task.partition(":")[0]
-    if base not in TASKS:
-        raise ConfigError(f"config key 'task': unknown task {cfg.task!r}; valid: {', '.join(TASKS)} "
-                          "(see `lengthrl tasks`)")
-    from lengthrl.rollout.fast import ENGINES
-
-    if cfg.rollout_engine not in ENGINES:
-        raise ConfigError(f"config key 'rollout_engine': unknown engine {cfg.rollout_engine!r}; valid: "
-                          f"{', '.join(ENGINES)}")
     need(cfg.logprob_impl in LOGPROB_IMPLS, "logprob_impl", f"must be one of {', '.join(LOGPROB_IMPLS)}")
-    from lengthrl.dllm.logprobs import ESTIMATORS
-
-    need(cfg.dllm_logprob in ESTIMATORS, "dllm_logprob", f"must be one of {', '.join(ESTIMATORS)}")
     for key, default in (("dllm_logprob", "exact"), ("p_mask_prompt", 0.0), ("dllm_bias_every", 0)):
         need(cfg.policy == "diffusion" or getattr(cfg, key) == default, key,
              "applies to policy = 'diffusion' only; unset it or set policy = 'diffusion'")
@@ -440,28 +388,6 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.dllm_bias_rows >= 1, "dllm_bias_rows", "must be >= 1")
     need(cfg.policy != "diffusion" or cfg.logprob_impl != "lean", "logprob_impl",
          "the diffusion policy scores with its own AR-order forward, not the lean decoder; use 'auto'")
-    from lengthrl.train.distributed import check_strategy
-
-    check_strategy(cfg.dist_strategy, cfg.fsdp_param_dtype)
-    from lengthrl.train.device import (
-        check_attn_implementation,
-        effective_dtype_name,
-        local_rank,
-        resolve_device,
-        resolve_dtype,
-    )
-
-    device = resolve_device(cfg.device, local_rank())  # an error now when CUDA is asked for and missing
-    resolve_dtype(effective_dtype_name(cfg.dtype, cfg.fsdp_param_dtype), device)
-    check_attn_implementation(cfg.attn_implementation)
-    if cfg.loss_agg_mode is not None and cfg.loss_agg_mode not in AGG_MODES:
-        raise ConfigError(f"config key 'loss_agg_mode': {cfg.loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
-    if (cfg.loss_agg_mode or LOSSES[cfg.loss].agg_mode) == "prompt-mean" and not LOSSES[cfg.loss].global_norm:
-        raise ConfigError(f"config key 'loss_agg_mode': 'prompt-mean' needs a loss normalised over the whole "
-                          f"batch; {cfg.loss!r} normalises each micro-batch by itself (use loss = 'dapo')")
-    if cfg.adv_eps is not None:
-        need("eps" in ADVANTAGES[cfg.advantage].hparams, "adv_eps",
-             f"estimator {cfg.advantage!r} takes no eps")
     for key in ("prompts_per_step", "group_size", "max_new_tokens", "steps", "epochs", "mini_batches",
                 "eval_samples", "max_bad_steps", "max_resample_rounds"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
@@ -477,13 +403,7 @@ def validate(cfg: TrainConfig) -> None:
     for key, v in dataclasses.asdict(cfg).items():
         if isinstance(v, float):
             need(math.isfinite(v), key, "must be a finite number")
-    from lengthrl.models.lora import check_config as check_lora
-
-    check_lora(cfg)
     need(cfg.max_prompt_length >= 0, "max_prompt_length", "must be >= 0 (0 = what the context leaves)")
-    from lengthrl.train.prompts import LONG_PROMPTS
-
-    need(cfg.long_prompts in LONG_PROMPTS, "long_prompts", f"must be one of {', '.join(LONG_PROMPTS)}")
     need(cfg.chat_template in ("auto", "none") or Path(cfg.chat_template).is_file(), "chat_template",
          "must be 'auto', 'none' or the path of a Jinja chat template file that exists")
     need(cfg.logprob_chunk >= -1, "logprob_chunk", "must be -1 (off), 0 (auto) or a number of tokens >= 1")
@@ -509,25 +429,6 @@ def validate(cfg: TrainConfig) -> None:
              "the diffusion policy scores a fixed max_new_tokens canvas; use micro_batch_size")
     if cfg.dual_clip is not None:
         need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
-        need("dual_clip" in LOSSES[cfg.loss].extra_hparams, "dual_clip",
-             f"loss {cfg.loss!r} does not take it (losses that do: "
-             f"{', '.join(n for n, s in LOSSES.items() if 'dual_clip' in s.extra_hparams)}); unset it")
-    from lengthrl.train import hbpo
-
-    hbpo.check(cfg)
-    from lengthrl.control import lagrange_config
-
-    lagrange_config(cfg)  # validates the length_budget* / lagrange_* keys when the controller is on
-    try:
-        from lengthrl.rewards import CompositeReward
-
-        CompositeReward.from_config(reward_terms(cfg))
-    except ConfigError as e:
-        raise ConfigError(f"config key 'reward': {e}") from None
-    if cfg.reward_funcs:
-        from lengthrl.rewards.python import load_rewards
-
-        load_rewards(cfg.reward_funcs)  # imported now: a bad path fails before any model is loaded
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:

@@ -20,22 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lengthrl.errors import ConfigError
 from lengthrl.rewards import dynamic_sampling_filter
-
-MODES = ("off", "drop", "resample")
-LEGACY = {False: "off", True: "drop"}  # the key's old boolean values
-
-
-def mode_of(value) -> str:
-    """The mode of a `dynamic_sampling` value: one of MODES, or the old booleans (true = 'drop')."""
-    if isinstance(value, bool):
-        return LEGACY[value]
-    if value not in MODES:
-        raise ConfigError(f"config key 'dynamic_sampling': {value!r}; valid: {', '.join(repr(m) for m in MODES)} "
-                          "(true = 'drop', false = 'off')")
-    return value
-
+from lengthrl.train.config import DYNAMIC_SAMPLING_MODES as MODES  # noqa: F401 - the modes this module runs
+from lengthrl.train.config import dynamic_sampling_mode as mode_of
 
 @dataclass(frozen=True)
 class RoundSignal:

@@ -28,7 +28,8 @@ from lengthrl.rewards.python import call_rewards, load_rewards
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
-from lengthrl.train.config import TrainConfig, changed_keys, reward_terms, to_dict
+from lengthrl.train.config import TrainConfig, changed_keys, to_dict
+from lengthrl.train.validate import reward_terms
 from lengthrl.train.data import PromptSampler
 from lengthrl.train import dynamic, hbpo
 from lengthrl.train.batch import Gathered, StepBatch

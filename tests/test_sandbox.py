@@ -369,14 +369,17 @@ def test_without_namespaces_host_sockets_are_reachable(host_dir, monkeypatch):
     "prog",
     [
         "f = open('big', 'wb')\nfor _ in range(400):\n    f.write(b'0' * (1 << 20))\nOK = 1",  # 400 MB: disk quota
+        # 50 files of 8 MiB, each under RLIMIT_FSIZE (16 MiB by default): only the run directory's size stops them
+        "for i in range(50):\n    open(f'f{i}', 'wb').write(b'0' * (8 << 20))\nOK = 1",
         "for i in range(600000):\n    open(f'f{i}', 'w').close()\nOK = 1",  # many files: inode cap
         "import os\nfor _ in range(5000):\n    os.mkdir('d')\n    os.chdir('d')\nOK = 1",  # a deep tree
     ],
-    ids=["disk_quota", "many_files", "deep_tree"],
+    ids=["disk_quota", "many_files_under_the_file_limit", "many_files", "deep_tree"],
 )
 def test_disk_is_bounded_and_needs_no_clean_up(prog, unharmed):
     t0 = time.monotonic()
-    res = run_program(prog, ["assert OK == 1"], limits=replace(FAST, file_bytes=1 << 30, disk_bytes=32 << 20))
+    lim = replace(FAST, file_bytes=(16 << 20) if "range(50)" in prog else 1 << 30, disk_bytes=32 << 20)
+    res = run_program(prog, ["assert OK == 1"], limits=lim)
     assert res.passed == [False], res.stderr[-300:]
     assert time.monotonic() - t0 < FAST.timeout_s + 3.0
     assert "OSError" in res.stderr or "No space" in res.stderr or res.status in ("timeout", "signal", "error")

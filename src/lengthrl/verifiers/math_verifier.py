@@ -16,6 +16,8 @@ Rules, in order (docs/security.md, "Math answers", says why each one is there):
    rationals with a finite expansion, must be equal: `1000000008` is never `1000000007`.
 5. Everything else goes to math-verify (`math_verify.parse` / `math_verify.verify`), which parses LaTeX or
    plain expressions to SymPy and compares them (fractions vs decimals, `\\frac12` vs `1/2`, sets, units).
+   The prediction must parse as a whole: math-verify's fallback to the last part that parses would read
+   `5 \\Leftarrow 3`, `5 | 3` or `5 ~ 3` as `3` (separators no rule above lists).
 
 Hostile LaTeX such as `2^{2^{30}}` can make SymPy compute for a very long time; math-verify's own
 timeout uses `signal.alarm`, which only works in the main thread and cannot interrupt long C-level work.

@@ -42,3 +42,19 @@ def private_tmpdir(monkeypatch, tmp_path_factory, prefix: str, set_env: bool):
         monkeypatch.setenv("TMPDIR", d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def namespaces_or_refusal(monkeypatch) -> None:
+    """Where the sandbox has no Linux namespaces, the calling test's case cannot hold: check that untrusted code
+    is then refused (without LENGTHRL_SANDBOX_WITHOUT_NAMESPACES=1) and skip the test; elsewhere do nothing."""
+    import pytest
+
+    from lengthrl.errors import LengthRLError
+    from lengthrl.verifiers.sandbox import WEAK_ENV, isolation, run_program
+
+    if isolation().namespaces:
+        return
+    monkeypatch.delenv(WEAK_ENV, raising=False)
+    with pytest.raises(LengthRLError, match=f"cannot create Linux namespaces.*{WEAK_ENV}=1"):
+        run_program("print(1)")
+    pytest.skip("no Linux namespaces on this machine: untrusted code is refused here (checked); docs/security.md")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sandboxkit import private_tmpdir, run_dirs, sandbox_processes
+from sandboxkit import namespaces_or_refusal, private_tmpdir, run_dirs, sandbox_processes
 
 from lengthrl.errors import ConfigError
 from lengthrl.verifiers import SandboxLimits, code_reward, isolation, run_program
@@ -24,6 +24,13 @@ FAST = SandboxLimits(timeout_s=1.5, cpu_s=1, memory_bytes=512 << 20, max_output_
 def private_tmp(monkeypatch, tmp_path_factory):
     """Run directories (and canaries) in a directory of this test's own, not in the shared $TMPDIR."""
     yield from private_tmpdir(monkeypatch, tmp_path_factory, "lengthrl-sandbox-test-", set_env=False)
+
+
+@pytest.fixture(autouse=True)
+def namespaces(request, monkeypatch):
+    """Without namespaces only the tests marked weak_sandbox run; the others check the refusal and skip."""
+    if not request.node.get_closest_marker("weak_sandbox"):
+        namespaces_or_refusal(monkeypatch)
 
 
 @pytest.fixture
@@ -65,6 +72,7 @@ def test_a_test_that_exits_only_fails_itself_and_os_exit_fails_the_rest():
     assert res.passed == [False, True, False, False]
 
 
+@pytest.mark.weak_sandbox
 def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="timeout_s"):
         SandboxLimits(timeout_s=0)
@@ -154,6 +162,7 @@ FALLBACK_CASES = ["fork_bomb_escaping_group", "late_daemon", "env_secrets", "soc
                   "huge_allocation", "kill_test_process"]
 
 
+@pytest.mark.weak_sandbox
 @pytest.mark.parametrize("name", FALLBACK_CASES)
 def test_fallback_without_namespaces(name, unharmed, monkeypatch):
     iso = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
@@ -247,6 +256,7 @@ def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(host_dir, unh
     assert task.score(s, f"```python\n{_data_cheat('/')}```").reward == 0.0
 
 
+@pytest.mark.weak_sandbox
 def test_without_a_private_root_the_data_cheat_works(host_dir, monkeypatch):
     """The limit docs/security.md states for the no-namespace opt-in, and the proof that the cheat above is a
     working one: with the host's files visible it finds the data file and gets reward 1."""
@@ -352,6 +362,7 @@ def test_host_unix_sockets_are_unreachable(host_dir):
     assert got == []
 
 
+@pytest.mark.weak_sandbox
 def test_without_namespaces_host_sockets_are_reachable(host_dir, monkeypatch):
     """The limit docs/security.md states for the no-namespace opt-in (and the proof that the probe above can
     connect): the socket file, the abstract socket and, from a child interpreter, TCP on 127.0.0.1."""
@@ -385,6 +396,7 @@ def test_disk_is_bounded_and_needs_no_clean_up(prog, unharmed):
     assert "OSError" in res.stderr or "No space" in res.stderr or res.status in ("timeout", "signal", "error")
 
 
+@pytest.mark.weak_sandbox
 def test_without_namespaces_untrusted_code_needs_an_explicit_opt_in(monkeypatch, tmp_path):
     weak = replace(isolation(), namespaces=False, user_namespace=False, readonly_fs=False)
     monkeypatch.delenv(WEAK_ENV, raising=False)
@@ -394,6 +406,7 @@ def test_without_namespaces_untrusted_code_needs_an_explicit_opt_in(monkeypatch,
     assert run_program("print(1)", iso=weak, limits=FAST).stdout == "1\n"
 
 
+@pytest.mark.weak_sandbox
 def test_a_code_task_refuses_up_front_without_namespaces(monkeypatch):
     """Without namespaces and without the opt-in, building a code task fails (a training run then stops with
     one line before its first step, `tests/test_reliability_errors.py`) instead of every reward being 0."""
@@ -411,6 +424,7 @@ def test_a_code_task_refuses_up_front_without_namespaces(monkeypatch):
     assert task.score(task.samples()[0], "```python\nx = 1\n```").reward == 1.0
 
 
+@pytest.mark.weak_sandbox
 def test_weak_sandbox_clean_up_survives_a_deep_tree(monkeypatch):
     """Without a private root the program writes in the host run directory: a 4000-deep tree must not make
     the clean-up raise RecursionError or leave the directory."""

@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import pytest
 
+from sandboxkit import namespaces_or_refusal
+
 from lengthrl.tasks.base import Sample
 from lengthrl.tasks.code_task import CodeTask
 from lengthrl.verifiers import SandboxLimits, isolation, run_program
@@ -17,6 +19,13 @@ LIM = SandboxLimits(timeout_s=20, cpu_s=10, memory_bytes=512 << 20, max_output_b
 
 TESTS = ["assert f(2) == 5", "assert f(10) == 101", "assert f(-3) == 10"]  # f(x) = x * x + 1
 HONEST = "def f(x):\n    return x * x + 1\n"
+
+
+@pytest.fixture(autouse=True)
+def namespaces(request, monkeypatch):
+    """Without namespaces only the tests marked weak_sandbox run; the others check the refusal and skip."""
+    if not request.node.get_closest_marker("weak_sandbox"):
+        namespaces_or_refusal(monkeypatch)
 
 CHEATS = {
     "always_equal": "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = None\n"
@@ -182,6 +191,7 @@ def test_tests_cannot_pass_functions_to_the_program_but_fail_cleanly():
     assert "plain values" in res.stderr
 
 
+@pytest.mark.weak_sandbox
 def test_cheats_get_zero_without_namespaces_too(monkeypatch):
     """The judge and the program are separate processes under separate user ids even without namespaces.
     The run directories go to a fresh directory, which the file-reading cheat searches (without namespaces

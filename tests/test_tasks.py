@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sandboxkit import namespaces_or_refusal
+
 from lengthrl.errors import ConfigError, UnknownNameError
 from lengthrl.tasks import (
     TASKS,
@@ -124,7 +126,8 @@ def test_extract_code():
     assert extract_code("x = 1") == ("x = 1", False)
 
 
-def test_code_task_rewards():
+def test_code_task_rewards(monkeypatch):
+    namespaces_or_refusal(monkeypatch)
     sample = Sample(id="c", prompt="write inc", answer="", meta={"tests": ["assert inc(1) == 2", "assert inc(-1) == 0"]})
     lim = SandboxLimits(timeout_s=3, cpu_s=1)
     frac = CodeTask([sample], limits=lim)
@@ -158,7 +161,8 @@ def test_data_task_math_with_template_and_holdout(tmp_path):
         DataTask(f, prompt_field="question", answer_rule="hash", template="hbpo")
 
 
-def test_data_task_code_kind(tmp_path):
+def test_data_task_code_kind(tmp_path, monkeypatch):
+    namespaces_or_refusal(monkeypatch)
     f = tmp_path / "code.jsonl"
     rows = [{"prompt": "write sq", "answer": "-", "tests": json.dumps(["assert sq(3) == 9", "assert sq(0) == 0"])}]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -202,7 +206,8 @@ def test_tasks_command_lists_and_previews(tmp_path, capsys):
         _tasks_cli(["--show", "data:x", "--arg", "novalue"])
 
 
-def test_code_task_stdin_stdout_cases(tmp_path):
+def test_code_task_stdin_stdout_cases(tmp_path, monkeypatch):
+    namespaces_or_refusal(monkeypatch)
     f = tmp_path / "io.jsonl"
     cases = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6"}]
     f.write_text(json.dumps({"prompt": "add two numbers", "answer": "-", "tests": cases}) + "\n")

@@ -304,3 +304,14 @@ def test_unicode_look_alike_digits_are_never_credited():
         assert not v.equivalent(c, "3"), ascii(c)
         assert not v.equivalent("1" + c, "13"), ascii(c)
         assert not v.equivalent("3", c), ascii(c)
+
+
+@pytest.mark.parametrize("pred", ["5} \\text{ } \\boxed{3", "5} \\boxed{3", "}{3", "5}{3", "3}", "{3"])
+def test_a_stray_brace_cannot_close_the_wrapper(pred):
+    """math-verify's input is the answer inside `\\boxed{...}`: a stray `}` would close it and open another box
+    (`5} \\text{ } \\boxed{3` was credited for 3 through an `<answer>` tag). Unbalanced braces are wrong."""
+    assert not MV_SHARED.equivalent(pred, "3")
+    task = MathTask([Sample(id="a", prompt="q", answer="3")], response_rule="answer_tag")
+    assert task.score(task.samples()[0], f"<answer>{pred}</answer>").reward == 0.0
+    assert task.score(task.samples()[0], "<answer>3</answer>").reward == 1.0
+    assert MV_SHARED.equivalent("\\left\\{3\\right\\}", "\\{3\\}") and MV_SHARED.equivalent("\\frac{6}{2}", "3")

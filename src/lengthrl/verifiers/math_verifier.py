@@ -7,6 +7,7 @@ Rules, in order (docs/security.md, "Math answers", says why each one is there):
    are wrong for the reference `3` (math-verify would take the last element). `x = 3` (one variable name,
    one `=`) is read as `3`. A reference that is itself a relation (`y = 2x + 1`) is left to math-verify.
 2. Digits are ASCII: an answer with any other digit character (`３`, `٣`, `𝟑`, superscripts) is wrong.
+   A prediction whose braces do not balance is wrong (a stray `}` would close the `\\boxed{` wrapper).
 3. A percent sign is a unit and is dropped on both sides: `25\\%` equals `25`, and `300\\%` does not equal `3`.
 4. Plain numbers (`-1,234.5`, `3/4`, `\\frac{3}{4}`, any number of digits) compare exactly as fractions, with
    one tolerance, only for decimals: a decimal reference with k digits after the point is read as rounded
@@ -62,6 +63,25 @@ _PERCENT = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\\percent)\s*$")
 def _non_ascii_digits(text: str) -> bool:
     """True when `text` holds a digit character that is not 0-9 (`３`, `٣`, `𝟑`, `³`, `½`)."""
     return any(not ("0" <= c <= "9") and unicodedata.category(c) in ("Nd", "No", "Nl") for c in text)
+
+
+def _balanced(text: str) -> bool:
+    """True when the braces of `text` (not `\\{` / `\\}`) balance. An answer with a stray `}` could close the
+    `\\boxed{` that math-verify's input is wrapped in and open another (`5} \\text{ } \\boxed{3`)."""
+    depth = 0
+    escaped = False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
 
 
 def _value_part(pred: str, gold: str) -> str | None:
@@ -229,7 +249,7 @@ class MathVerifier:
         """True when `pred` and `gold` (already extracted answers) denote the same value."""
         if not pred or not gold or not pred.strip() or not gold.strip():
             return False
-        if _non_ascii_digits(pred) or _non_ascii_digits(gold):
+        if _non_ascii_digits(pred) or _non_ascii_digits(gold) or not _balanced(pred):
             return False
         value = _value_part(pred, gold)
         if value is None or not value.strip():

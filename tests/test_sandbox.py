@@ -236,8 +236,9 @@ def _data_cheat(top: str) -> str:
     stored output."""
     return (
         "import os, sys, json\nmine = sys.stdin.read()\n"
-        f"for root, dirs, files in os.walk({top!r}):\n"
-        "    dirs[:] = [d for d in dirs if d not in ('proc', 'sys')]\n"
+        f"for root, dirs, files in os.walk({top!r}):\n"  # the system directories hold no data: skipped for speed
+        "    dirs[:] = [d for d in dirs if root != '/' or d not in ('proc', 'sys', 'usr', 'bin', 'sbin', 'lib', 'lib32',"
+        " 'lib64', 'libx32', 'dev')]\n"
         "    for f in files:\n"
         "        try:\n            text = open(os.path.join(root, f), errors='ignore').read(1 << 20)\n"
         "        except OSError:\n            continue\n"
@@ -250,10 +251,13 @@ def _data_cheat(top: str) -> str:
 
 @needs_private_root
 def test_stdin_stdout_cheat_that_reads_the_training_data_gets_zero(host_dir, unharmed):
-    """The cheat walks the whole file system ('/'): the data file is not in it."""
+    """The cheat walks the whole file system ('/', the system directories aside): it finishes its walk (not a
+    timeout) without finding the data file."""
     task, s = _io_cheat_task(host_dir)
     assert task.score(s, "```python\na, b = map(int, input().split())\nprint(a * b + 7)\n```").reward == 1.0
     assert task.score(s, f"```python\n{_data_cheat('/')}```").reward == 0.0
+    res = run_program(_data_cheat("/"), stdin="3 4\n", limits=FAST)
+    assert (res.status, res.stdout) == ("ok", ""), (res.status, res.stderr[-300:])
 
 
 @pytest.mark.weak_sandbox

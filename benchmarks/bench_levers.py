@@ -30,7 +30,7 @@ from benchmarks.bench_step import SHAPES, _summary, _tokenizer, lengthrl_trainer
 from benchmarks.common import write
 from lengthrl.models import load_policy, save_tiny_random_model
 from lengthrl.rollout import compute_logprobs
-from lengthrl.train.config import build_config
+from lengthrl.train.validate import build_config
 from lengthrl.train.update import UpdateBatch, make_optimizer, ppo_update
 
 

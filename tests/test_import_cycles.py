@@ -74,3 +74,11 @@ def test_no_import_cycle():
 def test_the_check_sees_a_function_level_cycle():
     assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_config_module_imports_no_registry():
+    """train/config.py holds types and ranges only; names are checked against the registries by
+    lengthrl.train.validate, so config.py can be imported by any module without a cycle."""
+    graph = import_graph()
+    assert graph["lengthrl.train.config"] <= {"lengthrl.errors", "lengthrl.parsing"}, graph["lengthrl.train.config"]
+    assert {"lengthrl.objectives", "lengthrl.tasks", "lengthrl.train.policy"} <= graph["lengthrl.train.validate"]

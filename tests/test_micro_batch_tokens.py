@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from lengthrl.errors import ConfigError
 from lengthrl.models import load_policy
 from lengthrl.rollout import compute_logprobs
-from lengthrl.train.config import build_config, describe
+from lengthrl.train.config import describe
+from lengthrl.train.validate import build_config
 from lengthrl.train.loop import train
 from lengthrl.train.update import (UpdateBatch, batched_logprobs, extents, micro_batches, ppo_update,
                                    token_budget_parts)

@@ -421,12 +421,8 @@ def check_ranges(cfg: TrainConfig) -> None:
     need(cfg.mini_batches <= cfg.prompts_per_step, "mini_batches",
          f"must be at most prompts_per_step={cfg.prompts_per_step} (mini-batches hold whole groups)")
     need(cfg.micro_batch_size <= n_seqs, "micro_batch_size", f"must be at most the batch size {n_seqs}")
-    if cfg.micro_batch_tokens > 0:
-        need(LOSSES[cfg.loss].global_norm, "micro_batch_tokens",
-             f"loss {cfg.loss!r} normalises each micro-batch by itself, so its objective would depend on how the "
-             "lengths pack; use micro_batch_size, or loss = 'dapo' (the same loss normalised over the mini-batch)")
-        need(cfg.policy == "ar", "micro_batch_tokens",
-             "the diffusion policy scores a fixed max_new_tokens canvas; use micro_batch_size")
+    need(cfg.micro_batch_tokens == 0 or cfg.policy == "ar", "micro_batch_tokens",
+         "the diffusion policy scores a fixed max_new_tokens canvas; use micro_batch_size")
     if cfg.dual_clip is not None:
         need(cfg.dual_clip > 1, "dual_clip", "must be > 1")
 

@@ -70,6 +70,10 @@ def validate(cfg: TrainConfig) -> None:
                           f"batch; {cfg.loss!r} normalises each micro-batch by itself (use loss = 'dapo')")
     if cfg.adv_eps is not None and "eps" not in ADVANTAGES[cfg.advantage].hparams:
         raise ConfigError(f"config key 'adv_eps': estimator {cfg.advantage!r} takes no eps (got {cfg.adv_eps!r})")
+    if cfg.micro_batch_tokens > 0 and not loss.global_norm:
+        raise ConfigError(f"config key 'micro_batch_tokens': loss {cfg.loss!r} normalises each micro-batch by itself, "
+                          "so its objective would depend on how the lengths pack; use micro_batch_size, or loss = "
+                          f"'dapo' (the same loss normalised over the mini-batch) (got {cfg.micro_batch_tokens!r})")
     if cfg.dual_clip is not None and "dual_clip" not in loss.extra_hparams:
         takers = ", ".join(n for n, s in LOSSES.items() if "dual_clip" in s.extra_hparams)
         raise ConfigError(f"config key 'dual_clip': loss {cfg.loss!r} does not take it (losses that do: {takers}); "

@@ -59,3 +59,16 @@ def test_verdicts_are_judged_over_seeds():
     # a difference inside the run-to-run spread is inconclusive, however many eval samples each run had
     per3 = {"gspo": [m(0.5, x) for x in (28, 30, 27, 29)], "luspo": [m(0.5, x) for x in (31, 26, 29, 28.5)]}
     assert verdicts(per3, seeds)[0].status == "inconclusive"
+
+
+def test_runs_side_by_side_give_the_same_figures(tmp_path):
+    """`jobs=2` trains the independent runs in two processes, each with one torch thread: every per-seed held-out
+    figure equals the one-process demo's."""
+    d = save_tiny_random_model(tmp_path / "m", arch="qwen2", hidden_size=32, num_layers=1, num_heads=2,
+                               num_kv_heads=1, intermediate_size=64, max_position_embeddings=128)
+    extra = ["prompts_per_step=2", "group_size=2", "max_new_tokens=8", "train_prompts=8", "checkpoint_every=0",
+             "log_every=0"]
+    one, two = (run_demo(tmp_path / f"demo{j}", steps=1, eval_prompts=2, seed=(0, 1), model=str(d), runs=("gspo",),
+                         extra=extra, progress=False, jobs=j) for j in (1, 2))
+    assert one["per_seed"] == two["per_seed"] and two["jobs"] == 2
+    assert "threads=1" in two["overrides"] and set(two["per_seed"]) == {"sft", "gspo"}

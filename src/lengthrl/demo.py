@@ -6,7 +6,10 @@ the papers' direction, with the numbers."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,11 +68,35 @@ def _run_dir(out: Path, name: str, k: int, seed: int) -> Path:
     return out / (name if k == 0 else f"{name}-seed{seed}")
 
 
+def default_jobs() -> int:
+    """Runs trained side by side: one per CPU core, at most 4 (each run uses one torch thread)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _run_one(job: tuple[str, Path, list[str], Path, bool]) -> float:
+    """One demo run in its own process: train recipe `config` (or, for 'sft', only evaluate the SFT model) into
+    `run_dir`; returns its wall time in seconds. Top-level so that a process pool can pickle it."""
+    from lengthrl.train.loop import Trainer, train
+    from lengthrl.train.validate import build_config
+
+    name, config, overrides, run_dir, progress = job
+    t = time.perf_counter()
+    cfg = build_config(config, overrides)
+    if name == "sft":
+        Trainer(cfg, run_dir, progress=False).evaluate()
+    else:
+        train(cfg, run_dir, progress=progress)
+    return time.perf_counter() - t
+
+
 def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[int, ...], model: str | None = None,
-             runs: tuple[str, ...] = DEMO_RUNS, extra: list[str] | None = None, progress: bool = True) -> dict:
+             runs: tuple[str, ...] = DEMO_RUNS, extra: list[str] | None = None, progress: bool = True,
+             jobs: int = 1) -> dict:
     """`seed` may be several seeds: each recipe is trained once per seed from the same SFT model, and the SFT
     model is evaluated once per seed's sampling seed. The verdicts take one held-out value per seed (an interval
-    over training runs); the table pools the seeds' records; the report shows the first seed's runs."""
+    over training runs); the table pools the seeds' records; the report shows the first seed's runs. The runs
+    are independent: `jobs` processes train them side by side, each with one torch thread (`threads=1` unless
+    `extra` sets it), so the figures are the same for any `jobs`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -78,7 +105,6 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
     from lengthrl.analysis.runs import load_run
     from lengthrl.models.organism import resolve_model_dir
     from lengthrl.train.validate import build_config
-    from lengthrl.train.loop import Trainer, train
 
     console = Console()
     t0 = time.perf_counter()
@@ -97,28 +123,28 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
     overrides = [f"model={json.dumps(model_dir)}", f"eval_prompts={eval_prompts}", *(extra or [])]
     if steps is not None:
         overrides.append(f"steps={steps}")
-    # the SFT model, evaluated on the same held-out prompts with each seed's sampling (a trainer with no steps)
-    per_seed: dict[str, list[dict]] = {"sft": []}
-    sft_dirs = []
-    t = time.perf_counter()
-    for k, sd in enumerate(seeds):
-        d = _run_dir(out, "sft", k, sd)
-        Trainer(build_config(CONFIGS / f"{runs[0]}.toml", [*overrides, f"seed={sd}"]), d, progress=False).evaluate()
-        per_seed["sft"].append(_eval_metrics(d))
-        sft_dirs.append(d)
-    timings = {"sft": time.perf_counter() - t}
-    results = {"sft": pooled_metrics(sft_dirs) if len(sft_dirs) > 1 else per_seed["sft"][0]}
-    for name in runs:
-        t = time.perf_counter()
-        dirs = []
-        for k, sd in enumerate(seeds):
-            d = _run_dir(out, name, k, sd)
-            console.rule(f"{name}  seed {sd}  ({CONFIGS / f'{name}.toml'})")
-            train(build_config(CONFIGS / f"{name}.toml", [*overrides, f"seed={sd}"]), d, progress=progress)
-            dirs.append(d)
+    # one torch thread per run, so that a run's numbers do not depend on how many run side by side
+    if not any(o.startswith("threads=") for o in overrides):
+        overrides.append("threads=1")
+    # the SFT model, evaluated on the same held-out prompts with each seed's sampling (a trainer with no steps),
+    # then every recipe once per seed from it: independent runs, `jobs` of them at a time
+    names = ("sft", *runs)
+    jobs_list = [(name, CONFIGS / f"{runs[0] if name == 'sft' else name}.toml", [*overrides, f"seed={sd}"],
+                  _run_dir(out, name, k, sd), progress and jobs == 1)
+                 for name in names for k, sd in enumerate(seeds)]
+    console.rule(f"{len(jobs_list)} runs ({', '.join(names)} x seeds {', '.join(map(str, seeds))}), {jobs} at a time")
+    if jobs == 1:
+        run_times = [_run_one(j) for j in jobs_list]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            run_times = list(pool.map(_run_one, jobs_list))
+    timings = {name: sum(t for j, t in zip(jobs_list, run_times) if j[0] == name) for name in names}
+    per_seed: dict[str, list[dict]] = {}
+    results = {}
+    for name in names:
+        dirs = [_run_dir(out, name, k, sd) for k, sd in enumerate(seeds)]
         per_seed[name] = [_eval_metrics(d) for d in dirs]
         results[name] = pooled_metrics(dirs) if len(dirs) > 1 else per_seed[name][0]
-        timings[name] = time.perf_counter() - t
     (out / "sft" / "audit.json").write_text((out / "audit.json").read_text())
     (out / "sft" / "audit.png").write_bytes((out / "audit.png").read_bytes())
     html, md = build_report([load_run(out / n) for n in ("sft", *runs)], out, title="lengthrl demo")
@@ -129,7 +155,8 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
     how = "greedy" if ev.eval_temperature == 0 else f"temperature {ev.eval_temperature:g}, {ev.eval_samples} samples"
     table = Table(title=f"held-out evaluation ({ev.eval_prompts} prompts, {how}; records pooled over seeds "
                         f"{', '.join(map(str, seeds))}) after training from the same SFT model")
-    for col in ("run", "acc", "len mean", "len correct", "len wrong", "acc / 1k tokens", "per-seed len", "time"):
+    for col in ("run", "acc", "len mean", "len correct", "len wrong", "acc / 1k tokens", "per-seed len",
+                "run time (sum)"):
         table.add_column(col, justify="right")
     for name, m in results.items():
         table.add_row(name, f"{m['acc']:.3f}", f"{m['len/mean']:.1f}", f"{m.get('len/correct_mean') or 0:.1f}",
@@ -140,7 +167,7 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
         console.print(f"- [bold]{v.status.replace('_', ' ')}[/bold]: {n}")
     wall = time.perf_counter() - t0
     summary = {"results": results, "per_seed": per_seed, "verdicts": [v.to_json() for v in found],
-               "notes": notes, "timings_s": timings, "wall_time_s": wall, "overrides": overrides,
+               "notes": notes, "timings_s": timings, "wall_time_s": wall, "jobs": jobs, "overrides": overrides,
                "seeds": list(seeds)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     with open(md, "a") as f:
@@ -149,7 +176,7 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
                 "with a 95% t-interval over the seeds (Welch for a difference of two recipes); `inconclusive` "
                 "means the interval contains the paper's threshold. The runs shown above are seed "
                 f"{seeds[0]}'s.\n\n" + "".join(f"- {n}\n" for n in notes))
-        f.write(f"\nWall time of the whole demo: {wall:.0f} s.\n")
+        f.write(f"\nWall time of the whole demo: {wall:.0f} s ({jobs} runs side by side, one torch thread each).\n")
     console.print(f"report: {html} and {md}; wall time {wall:.0f}s")
     return summary
 
@@ -158,7 +185,7 @@ def run_demo(out: Path, steps: int | None, eval_prompts: int, seed: int | tuple[
 def run_demo_cmd(args) -> int:
     seeds = tuple(int(x) for x in str(args.seeds).split(",") if x.strip())
     run_demo(Path(args.out), args.steps, args.eval_prompts, seeds, args.model,
-             tuple(args.runs.split(",")), args.set, progress=not args.quiet)
+             tuple(args.runs.split(",")), args.set, progress=not args.quiet, jobs=args.jobs or default_jobs())
     return 0
 
 
@@ -173,4 +200,7 @@ def _(p):
     p.add_argument("--model", default=None, help="a local model directory instead of the organism")
     p.add_argument("--runs", default=",".join(DEMO_RUNS), help="recipes from configs/ to train")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="runs trained side by side, one torch thread each (default: one per CPU core, at most 4); "
+                        "the figures do not depend on it")
     p.add_argument("--quiet", action="store_true")

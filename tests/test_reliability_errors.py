@@ -272,3 +272,24 @@ def test_a_real_full_disk_is_one_line_and_loses_no_work(free_pages, failed, micr
     assert (log / "rc2").read_text().strip() == "0", (log / "second").read_text()
     assert [json.loads(line)["step"] for line in (log / "metrics").read_text().splitlines()] == [1, 2]
     assert {"step_000001", "step_000002", "model.safetensors"} <= set((log / "after").read_text().split())
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and a mount namespace for a read-only tmpfs")
+def test_a_really_read_only_out(micro_dir, tmp_path):
+    """--out on a file system mounted read-only (root is not exempt from that, unlike permission bits)."""
+    import subprocess
+    import sys
+
+    from runkit import SRC
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    train = [sys.executable, "-m", "lengthrl", "train", "--quiet", "--out", str(ro / "run")]
+    for item in [f"model={json.dumps(str(micro_dir))}", *BASE]:
+        train += ["--set", item]
+    script = f"mount -t tmpfs -o ro,size=64k none {ro} || exit 9\n" + " ".join(json.dumps(a) for a in train)
+    res = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=SRC))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (f"lengthrl train: error: --out {ro / 'run'}: cannot write there (Read-only file "
+                                  "system); choose a writable directory"), res.stderr

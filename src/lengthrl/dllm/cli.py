@@ -95,10 +95,61 @@ ACTIONS.register("demo", (_demo_args, _demo, "JustGRPO of the diffusion organism
                           "accuracy (AR and parallel decoding) and pass@k (AR vs confidence order) before/after"))
 
 
+def _knob(text: str) -> tuple[str, int | float]:
+    key, sep, value = text.partition("=")
+    try:
+        if not sep or not key:
+            raise ValueError
+        return key, (float(value) if "." in value else int(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEY=NUMBER (a dllm_fork knob), got {text!r}") from None
+
+
+def _fork_args(p: argparse.ArgumentParser) -> None:
+    from lengthrl.dllm.fork import FORK_TASK_ARGS, FORK_TRAIN_SETS
+
+    p.add_argument("--out", default="runs/experiments/fork", help="output directory (seed<S>/, summary.json, "
+                   "fork.md, fork.png)")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2, 3), help="pre-training and training seeds, e.g. 0,1,2,3")
+    p.add_argument("--task-arg", type=_knob, action="append", default=[], metavar="KEY=VALUE",
+                   help=f"a dllm_fork knob (options, digits, close_fraction); default {FORK_TASK_ARGS}")
+    p.add_argument("--pretrain-steps", type=int, default=800, help="SFT (masked-diffusion) steps per seed")
+    p.add_argument("--n", type=int, default=64, help="samples per prompt for pass@k")
+    p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16, 32, 64), help="k values (must include 1)")
+    p.add_argument("--test-prompts", type=int, default=100, help="held-out prompts")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a JustGRPO config key (after the experiment's own: {' '.join(FORK_TRAIN_SETS)})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _fork(args: argparse.Namespace) -> int:
+    import torch
+
+    from lengthrl.dllm.fork import FORK_TASK_ARGS, FORK_TRAIN_SETS, ForkConfig, run_fork_experiment
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if any(k < 1 or k > args.n for k in args.ks):
+        raise ConfigError(f"--ks: every k must be in [1, --n={args.n}], got {args.ks}")
+    cfg = ForkConfig(seeds=args.seeds, task_args={**FORK_TASK_ARGS, **dict(args.task_arg)},
+                     pretrain_steps=args.pretrain_steps, n=args.n, ks=args.ks, test_prompts=args.test_prompts,
+                     sets=(*FORK_TRAIN_SETS, *args.set))
+    run_fork_experiment(args.out, cfg, progress=not args.quiet)
+    print(open(f"{args.out}/fork.md").read())
+    return 0
+
+
+ACTIONS.register("fork", (_fork_args, _fork,
+                          "the flexibility trap over seeds on dllm_fork: per seed an SFT organism, pass@k of AR vs "
+                          "confidence order before/after JustGRPO, verdicts over the seeds (summary.json, fork.md/png)"))
+
+
 @command("dllm", examples=["lengthrl dllm demo --out runs/demo-dllm",
                    "lengthrl dllm demo --set steps=20 --set lr=1e-4 --test-prompts 50",
                    "lengthrl dllm passk --out runs/dllm --grpo-steps 60 --lr 3e-5",
-                   "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9"])
+                   "lengthrl dllm passk --n 32 --ks 1,2,4,8,16,32 --max-operand 9",
+                   "lengthrl dllm fork --out runs/experiments/fork --seeds 0,1,2,3 --threads 1"])
 def run(args: argparse.Namespace) -> int:
     return ACTIONS[args.dllm_action][1](args)
 

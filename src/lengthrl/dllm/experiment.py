@@ -45,6 +45,7 @@ class FlexibilityConfig:
     """The organism and evaluation settings of `run_flexibility_experiment` (training: a TrainConfig)."""
 
     task: str | None = None  # a registered task name (lengthrl.tasks.get_task); None: dllm_addition
+    task_kwargs: dict | None = None  # that task's arguments (knobs); None: its defaults
     max_operand: int = 19  # dllm_addition operands in [0, max_operand]
     gen_length: int = 4  # 0: the longest solution + EOS
     pretrain_steps: int = 800
@@ -68,7 +69,7 @@ class FlexibilityConfig:
 
     @property
     def task_args(self) -> dict:
-        return {} if self.task else {"max_operand": self.max_operand}
+        return dict(self.task_kwargs or {}) if self.task else {"max_operand": self.max_operand}
 
 
 def organism_recipe(cfg: FlexibilityConfig) -> OrganismRecipe:

@@ -7,7 +7,7 @@ export PYTHONHASHSEED := 0
 VERL_VENV ?= .venv-verl
 VERL_PY   := $(VERL_VENV)/bin/python
 
-.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc experiments audit bench gpu-check clean
+.PHONY: venv test test-integrations soak demo demo-budget demo-dllm demo-lenacc experiments experiments-fork audit bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -73,7 +73,10 @@ demo-dllm: $(STAMP)
 # The reasoning organism's experiments (docs/organism.md), four training seeds each, every claim judged over the
 # seeds with `lengthrl verdict` (runs/experiments/verdict_*.json): (a) Dr.GRPO: GRPO's wrong answers grow longer
 # faster than Dr.GRPO's; (b) GSPO vs LUSPO off-policy (4 mini-batches per rollout batch, each recipe's clip
-# range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy. Hours on a 2-core machine.
+# range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy; (d) the flexibility trap on the
+# diffusion organism's dllm_fork task (`lengthrl dllm fork`, seeds 0-3: one SFT organism and one JustGRPO run per
+# seed, pass@k up to 64 in AR vs confidence order before/after; $(EXP)/fork/summary.json, fork.md, fork.png).
+# Hours on a 2-core machine ((d) alone: about 25 minutes on one thread).
 EXP_SEEDS := 0 1 2 3
 EXP_SET := --set model=runs/organism-reasoning --set task=long_add --set task_args.max_digits=6 \
 	--set max_new_tokens=160 --set threads=1 --quiet --overwrite
@@ -100,6 +103,11 @@ experiments: $(STAMP)
 		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
 			--metric acc --threshold -0.05 --claim "$$r keeps GRPO's accuracy (a drop under 0.05)" \
 			--out $(EXP)/verdict_c_$$r-accuracy.json || exit 1; done
+	$(MAKE) --no-print-directory experiments-fork
+
+# (d) alone (docs/organism.md, "The flexibility trap on a fork task").
+experiments-fork: $(STAMP)
+	$(VENV)/bin/lengthrl dllm fork --out $(EXP)/fork --seeds 0,1,2,3 --threads 1 --quiet
 
 audit: $(STAMP)
 	$(VENV)/bin/lengthrl audit --out runs/audit

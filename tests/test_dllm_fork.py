@@ -128,6 +128,18 @@ def test_cli_dllm_fork_micro_run(tmp_path):
     assert (out / "fork.png").stat().st_size > 0 and "verdicts" in (out / "fork.md").read_text()
 
 
+def test_fork_drops_an_organism_of_other_knobs(tmp_path):
+    from lengthrl.dllm.fork import _forget_other_task
+
+    seed = tmp_path / "seed0"
+    _forget_other_task(seed, {"digits": 2})
+    (seed / "organism").mkdir()
+    _forget_other_task(seed, {"digits": 2})
+    assert (seed / "organism").is_dir()  # same knobs: kept for reuse
+    _forget_other_task(seed, {"digits": 3})
+    assert not (seed / "organism").exists()
+
+
 def test_cli_dllm_fork_bad_input(capsys):
     assert lengthrl.cli.main(["dllm", "fork", "--n", "4", "--ks", "1,8"]) == 2
     assert "--ks" in capsys.readouterr().err

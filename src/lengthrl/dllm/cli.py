@@ -116,7 +116,7 @@ def _fork_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain-steps", type=int, default=800, help="SFT (masked-diffusion) steps per seed")
     p.add_argument("--n", type=int, default=64, help="samples per prompt for pass@k")
     p.add_argument("--ks", type=_ints, default=(1, 2, 4, 8, 16, 32, 64), help="k values (must include 1)")
-    p.add_argument("--test-prompts", type=int, default=100, help="held-out prompts")
+    p.add_argument("--test-prompts", type=int, default=200, help="held-out prompts (the test split has 200)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a JustGRPO config key (after the experiment's own: {' '.join(FORK_TRAIN_SETS)})")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

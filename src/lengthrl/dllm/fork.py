@@ -25,7 +25,7 @@ PAPER = "JustGRPO / The Flexibility Trap, arXiv 2601.15165"
 #: the task knobs of `make experiments` (d): two 3-digit numbers, half of them with the same leading digit
 FORK_TASK_ARGS = {"options": 2, "digits": 3, "close_fraction": 0.5}
 #: the JustGRPO keys of `make experiments` (d) on top of `lengthrl.dllm.experiment.DEMO_CONFIG`
-FORK_TRAIN_SETS = ("steps=30", "lr=1e-4", "prompts_per_step=8", "group_size=8", "checkpoint_every=0",
+FORK_TRAIN_SETS = ("steps=100", "lr=3e-4", "prompts_per_step=8", "group_size=8", "checkpoint_every=0",
                    "sample_every=0", "log_every=5")
 
 
@@ -38,7 +38,7 @@ class ForkConfig:
     pretrain_steps: int = 800
     n: int = 64
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    test_prompts: int = 100
+    test_prompts: int = 200
     sets: tuple[str, ...] = FORK_TRAIN_SETS
 
     def __post_init__(self):
@@ -52,6 +52,32 @@ class ForkConfig:
 
 def _curve(res: dict, when: str, order: str) -> dict[int, float]:
     return {int(k): float(v) for k, v in res[when]["sampling"][order]["passk"].items()}
+
+
+def position_confidence(model_dir: str | Path, test, gen_length: int) -> dict:
+    """Where the uncertainty sits: for the fully masked canvas (the state both orders start from), the mean over
+    the test prompts of the model's probability of the reference token at each response position (0: the fork
+    letter), over all prompts and over the close ones (same leading digit); `gen_length` masks, as sampled."""
+    import torch
+
+    from lengthrl.dllm.forward import full_logits
+    from lengthrl.dllm.model import load_diffusion_model
+    from lengthrl.rollout import left_pad
+    from lengthrl.train.prompts import encode_prompts
+
+    lm = load_diffusion_model(model_dir)
+    tok, model = lm.tokenizer, lm.model.eval()
+    ref = [tok(s.answer, add_special_tokens=False)["input_ids"] for s in test]
+    T = max(len(r) for r in ref)
+    pids, pmask = left_pad(encode_prompts(tok, test, None), tok.pad_token_id)
+    x = torch.cat([pids, torch.full((len(test), gen_length), tok.mask_token_id)], 1)
+    attn = torch.cat([pmask.long(), torch.ones(len(test), gen_length, dtype=torch.long)], 1)
+    with torch.no_grad():
+        probs = full_logits(model, x, attn)[:, pids.shape[1]:].float().softmax(-1)
+    p = [[float(probs[b, j, t]) for j, t in enumerate(r)] for b, r in enumerate(ref)]
+    close = [row for row, s in zip(p, test) if s.meta.get("close")]
+    avg = lambda rows: [sum(r[j] for r in rows) / len(rows) for j in range(T)] if rows else []  # noqa: E731
+    return {"all": avg(p), "close": avg(close), "n_close": len(close)}
 
 
 def per_seed_values(res: dict) -> dict:
@@ -89,11 +115,25 @@ def fork_verdicts(per_seed: list[dict], seeds, kmax: int) -> list:
     ]
 
 
+def _forget_other_task(seed_dir: Path, task_args: dict) -> None:
+    """A seed directory's organism is reused when its pre-training recipe matches, and that recipe does not hold
+    the task's knobs: drop an organism built for other knobs (recorded in task_args.json beside it)."""
+    import shutil
+
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    mark = seed_dir / "task_args.json"
+    if mark.is_file() and json.loads(mark.read_text()) != task_args:
+        shutil.rmtree(seed_dir / "organism", ignore_errors=True)
+    mark.write_text(json.dumps(task_args, sort_keys=True))
+
+
 def run_fork_experiment(out: str | Path, cfg: ForkConfig | None = None, progress: bool = False, log=print) -> dict:
     """Run every seed (module docstring) into OUT/seed<S>, judge the claims, write the summary; returns it."""
     from lengthrl.dllm.experiment import FlexibilityConfig, run_flexibility_experiment
+    from lengthrl.tasks import get_task
 
     cfg = cfg or ForkConfig()
+    task = get_task("dllm_fork", **cfg.task_args)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -103,8 +143,12 @@ def run_fork_experiment(out: str | Path, cfg: ForkConfig | None = None, progress
         fcfg = FlexibilityConfig(task="dllm_fork", task_kwargs=dict(cfg.task_args), gen_length=0,
                                  pretrain_steps=cfg.pretrain_steps, n=cfg.n, ks=tuple(cfg.ks),
                                  test_prompts=cfg.test_prompts, seed=s)
+        _forget_other_task(out / f"seed{s}", cfg.task_args)
         res = run_flexibility_experiment(out / f"seed{s}", fcfg, list(cfg.sets), progress=progress, log=log)
-        per_seed.append({"seed": s, **per_seed_values(res)})
+        test = task.samples("test", n=cfg.test_prompts, seed=0)
+        conf = {w: position_confidence(d, test, res["config"]["train"]["max_new_tokens"])
+                for w, d in (("before", out / f"seed{s}" / "organism"), ("after", out / f"seed{s}" / "train" / "final"))}
+        per_seed.append({"seed": s, **per_seed_values(res), "position_confidence": conf})
     kmax = max(cfg.ks)
     found = fork_verdicts(per_seed, list(cfg.seeds), kmax) if len(cfg.seeds) >= 2 else []
     summary = {"config": asdict(cfg), "per_seed": per_seed, "verdicts": [v.to_json() for v in found],
@@ -142,6 +186,16 @@ def markdown(summary: dict) -> str:
                      f"{p['passk']['before_ar']['1']:.3f} | {p['passk']['after_ar']['1']:.3f} | "
                      f"{p['ar_pass1_gain']:+.3f} | {p['train_acc_first']:.3f} -> {p['train_acc_last']:.3f} | "
                      f"{p['train_seconds']:.0f} |")
+    T = len(ps[0]["position_confidence"]["before"]["all"])
+    lines += ["", "## where the uncertainty sits: p(reference token) on the fully masked canvas, mean over seeds",
+              "", "| model | prompts | " + " | ".join(["fork letter"] + [f"digit {j}" for j in range(1, T)]) + " |",
+              "|---|---|" + "---|" * T]
+    for when in ("before", "after"):
+        for sub in ("all", "close"):
+            rows = [p["position_confidence"][when][sub] for p in ps if p["position_confidence"][when][sub]]
+            if rows:
+                lines.append(f"| {'SFT' if when == 'before' else 'JustGRPO'} | {sub} | "
+                             + " | ".join(f"{_mean(c):.3f}" for c in zip(*rows)) + " |")
     lines += ["", "## verdicts (95% t-intervals over seeds)", ""]
     lines += [f"- **{v['status'].replace('_', ' ')}**: {v['claim']}: {v['estimate']:+.3f} "
               f"[{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}], n = {v['n_seeds']}" for v in summary["verdicts"]]

@@ -76,7 +76,7 @@ demo-dllm: $(STAMP)
 # range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy; (d) the flexibility trap on the
 # diffusion organism's dllm_fork task (`lengthrl dllm fork`, seeds 0-3: one SFT organism and one JustGRPO run per
 # seed, pass@k up to 64 in AR vs confidence order before/after; $(EXP)/fork/summary.json, fork.md, fork.png).
-# Hours on a 2-core machine ((d) alone: about 25 minutes on one thread).
+# Hours on a 2-core machine ((d) alone: 23 minutes on one thread, measured beside other jobs).
 EXP_SEEDS := 0 1 2 3
 EXP_SET := --set model=runs/organism-reasoning --set task=long_add --set task_args.max_digits=6 \
 	--set max_new_tokens=160 --set threads=1 --quiet --overwrite

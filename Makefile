@@ -76,19 +76,24 @@ demo-dllm: $(STAMP)
 # range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy; (d) the flexibility trap on the
 # diffusion organism's dllm_fork task (`lengthrl dllm fork`, seeds 0-3: one SFT organism and one JustGRPO run per
 # seed, pass@k up to 64 in AR vs confidence order before/after; $(EXP)/fork/summary.json, fork.md, fork.png).
+# The runs of (a)-(c) are independent and go EXP_JOBS at a time (one torch thread each); a run that already has
+# its eval.json is kept, so an interrupted `make experiments` resumes where it stopped.
 # Hours on a 2-core machine ((d) alone: 23 minutes on one thread, measured beside other jobs).
 EXP_SEEDS := 0 1 2 3
+EXP_JOBS ?= 2
+EXP_STEPS ?= 40
+EXP_DLER_CAP ?= 64
 EXP_SET := --set model=runs/organism-reasoning --set task=long_add --set task_args.max_digits=6 \
-	--set max_new_tokens=160 --set threads=1 --quiet --overwrite
+	--set max_new_tokens=160 --set steps=$(EXP_STEPS) --set threads=1 --quiet --overwrite
 EXP := runs/experiments
+EXP_RUNS := $(foreach r,grpo dr_grpo dler grpo_lambda,$(foreach s,$(EXP_SEEDS),$(r):s$(s):$(if $(filter dler,$(r)),--set@reward.0.max_len=$(EXP_DLER_CAP)))) \
+	$(foreach r,gspo luspo,$(foreach s,$(EXP_SEEDS),$(r):offpolicy-s$(s):--set@mini_batches=4))
 experiments: $(STAMP)
 	$(VENV)/bin/lengthrl organism --preset reasoning --out runs/organism-reasoning --threads 2
-	for r in grpo dr_grpo dler grpo_lambda; do for s in $(EXP_SEEDS); do \
-		$(VENV)/bin/lengthrl train --config configs/$$r.toml $(EXP_SET) --set seed=$$s --out $(EXP)/$$r-s$$s \
-			|| exit 1; done; done
-	for r in gspo luspo; do for s in $(EXP_SEEDS); do \
-		$(VENV)/bin/lengthrl train --config configs/$$r.toml $(EXP_SET) --set mini_batches=4 --set seed=$$s \
-			--out $(EXP)/$$r-offpolicy-s$$s || exit 1; done; done
+	for r in $(EXP_RUNS); do echo $$r; done | xargs -P $(EXP_JOBS) -I{} sh -c 'r={}; \
+		c=$${r%%:*}; rest=$${r#*:}; tag=$${rest%%:*}; extra=$$(echo $${rest#*:} | tr @ " "); seed=$${tag##*-s}; \
+		seed=$${seed#s}; d=$(EXP)/$$c-$$tag; test -f $$d/eval.json && exit 0; \
+		$(VENV)/bin/lengthrl train --config configs/$$c.toml $(EXP_SET) --set seed=$$seed $$extra --out $$d'
 	$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/dr_grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) \
 		--slope len/wrong_mean --claim "GRPO's wrong answers grow longer faster than Dr.GRPO's" \
 		--paper "Dr.GRPO, arXiv 2503.20783" --out $(EXP)/verdict_a_wrong_length_slope.json

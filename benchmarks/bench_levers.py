@@ -7,7 +7,8 @@ one micro-batch, padded to its longest row). Two measurements:
 - update only, at the organism shape (T = 48) and the ~30M Llama shape (T = 256), 4 prompts x 8 responses of
   arith_chain prompts, response lengths drawn uniformly from [T/2, T] (a quarter of the positions padding, as
   the profile of a real run found, docs/performance.md), the trainer's forward (shared-prefix scoring), GRPO
-  loss, AdamW; budgets as fractions of the batch's padded tokens. Beside each time, the update's achieved
+  loss, AdamW; budgets as fractions of the batch's padded tokens. The same rounds time `model_forward`: the
+  update through the transformers forward (no shared-prefix scoring), the shared-prefix lever's baseline. Beside each time, the update's achieved
   FLOP/s over real tokens against torch's matmul FLOP/s for the model's GEMM shapes (`bench_step`).
 - the full RL step at the organism shape with natural lengths (EOS sampled), the two trainers alternating step
   by step from the same seed.
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_step import SHAPES, _summary, _tokenizer, lengthrl_trainer, matmul_rate, update_flops
-from benchmarks.common import write
+from benchmarks.common import RESULTS, write
 from lengthrl.models import load_policy, save_tiny_random_model
 from lengthrl.rollout import compute_logprobs
 from lengthrl.train.validate import build_config
@@ -74,6 +75,9 @@ def bench_update(shape: str, tmp: Path, rounds: int, fractions: tuple[int, ...])
     variants = {"off": build_config(extra=base)}
     for f in fractions:
         variants[f"tokens={padded // f}"] = build_config(extra=base | dict(micro_batch_tokens=padded // f))
+    fns = {k: fn for k in variants}
+    variants["model_forward"] = variants["off"]  # the shared-prefix lever: the transformers forward instead
+    fns["model_forward"] = partial(compute_logprobs, shared_prefix=False)
     opts = {k: make_optimizer(model, cfg, 10 ** 6) for k, cfg in variants.items()}
     times: dict[str, list[float]] = {k: [] for k in variants}
     loads: list[float] = []
@@ -82,9 +86,12 @@ def bench_update(shape: str, tmp: Path, rounds: int, fractions: tuple[int, ...])
         for k, cfg in variants.items():
             opt, sched = opts[k]
             t0 = time.perf_counter()
-            ppo_update(model, opt, sched, batch, cfg, torch.Generator().manual_seed(r), logprob_fn=fn)
+            ppo_update(model, opt, sched, batch, cfg, torch.Generator().manual_seed(r), logprob_fn=fns[k])
             if r:
                 times[k].append(time.perf_counter() - t0)
+        if r:  # progress: one round can take minutes at the 30M shape
+            print(f"    [{shape} update] round {r}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                  flush=True)
     seq_lens = (batch.prompt_mask.sum(-1) + batch.response_mask.sum(-1)).tolist()
     flops = update_flops(model.config, seq_lens)
     rate = matmul_rate(model.config, tokens=min(real, 4096))
@@ -150,7 +157,17 @@ def run(quick: bool = False) -> dict:
         res["micro_batch_tokens"]["update"][shape] = bench_update(shape, tmp, rounds, fractions)
     if "organism" in shapes:
         org = res["micro_batch_tokens"]["update"]["organism"]
-        best = max((k for k in org["variants"] if k != "off"), key=lambda k: org["variants"][k]["x_off"]["median"])
+        best = max((k for k in org["variants"] if k.startswith("tokens=")), key=lambda k: org["variants"][k]["x_off"]["median"])
         res["micro_batch_tokens"]["step"] = bench_step(tmp, 1 if quick else 7, int(best.split("=")[1]))
-    write("levers", res)
+    old = RESULTS / "levers.json"
+    if not quick and old.is_file():  # a run of some shapes keeps the other shapes' last results
+        import json
+
+        prev = json.loads(old.read_text())
+        kept = {k: {"machine": prev.get("machine")} | v
+                for k, v in prev.get("micro_batch_tokens", {}).get("update", {}).items() if k not in shapes}
+        res["micro_batch_tokens"]["update"] = kept | res["micro_batch_tokens"]["update"]
+        if "step" not in res["micro_batch_tokens"] and "step" in prev.get("micro_batch_tokens", {}):
+            res["micro_batch_tokens"]["step"] = {"machine": prev.get("machine")} | prev["micro_batch_tokens"]["step"]
+    write("levers_quick" if quick else "levers", res)  # a smoke run never replaces the results
     return res

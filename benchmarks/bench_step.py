@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import write
+from benchmarks.common import RESULTS, machine, write
 from lengthrl.models import save_tiny_random_model
 from lengthrl.models.tokenizer import build_char_tokenizer
 from lengthrl.train.config import TrainConfig
@@ -92,6 +92,8 @@ def lengthrl_trainer(model_dir, out, prompts, G, T, engine, steps, dtype="float3
                  log_every=0, rollout_engine=engine,
                  reward=[{"name": "correct"}, {"name": "dapo_overlong", "max_len": T,
                                                "cache_len": max(1, T // 3)}]) | keys
+    if ignore_eos:  # every response reaches T without EOS: by default a truncated response is wrong with
+        extra["truncated_correct"] = True  # reward 0, so the parity credit would never reach the reward (no update)
     if "dtype" in {f.name for f in fields(TrainConfig)}:
         extra["dtype"] = dtype
     elif dtype != "float32":
@@ -227,7 +229,7 @@ def run_mode(model_dir, tmp, shape: str, mode: str, dtype: str, prompts, G, T, r
     N = prompts * G
     ours = {e: lengthrl_trainer(model_dir, tmp / f"ours_{shape}_{mode}_{dtype}_{e}", prompts, G, T, e, rounds + 1,
                                 dtype=dtype, ignore_eos=fixed) for e in engines}
-    rec_ours = {f"lengthrl_{e}": {"step_s": [], "tokens": [], "rollout_s": []} for e in ours}
+    rec_ours = {f"lengthrl_{e}": {"step_s": [], "tokens": [], "rollout_s": [], "optimizer_steps": []} for e in ours}
 
     def ours_round():  # one lengthrl step per engine after every TRL step; the first round is the warm-up
         for e, tr in ours.items():
@@ -240,6 +242,7 @@ def run_mode(model_dir, tmp, shape: str, mode: str, dtype: str, prompts, G, T, r
                 r["step_s"].append(dt)
                 r["tokens"].append(m["len/mean"] * N)
                 r["rollout_s"].append(m["rollout_time_s"])
+                r["optimizer_steps"].append(m.get("optimizer_steps", 0))
 
     args = trl_args(tmp / f"trl_{shape}_{mode}_{dtype}", prompts, G, T, rounds + 1, dtype, fixed)
     trl, rec = trl_trainer(model_dir, args, between=ours_round, parity=fixed)
@@ -253,6 +256,12 @@ def run_mode(model_dir, tmp, shape: str, mode: str, dtype: str, prompts, G, T, r
         out["sides"][k] = {"s_per_step": _summary(r["step_s"]), "completion_tokens_per_s": _summary(tps),
                            "mean_len": sum(r["tokens"]) / max(len(r["tokens"]), 1) / N,
                            **({"rollout_s": _summary(r["rollout_s"])} if "rollout_s" in r else {})}
+        if "optimizer_steps" in r:  # equal work: every timed step of ours must update, as TRL's do
+            out["sides"][k]["optimizer_steps"] = r["optimizer_steps"]
+            if not all(r["optimizer_steps"]):
+                out["sides"][k]["unequal_work"] = "some timed steps took no optimizer step (no signal)"
+                print(f"    WARNING {k}: {r['optimizer_steps'].count(0)} of {len(r['optimizer_steps'])} timed steps "
+                      "took no optimizer step: not the same work as TRL's", flush=True)
     base = out["sides"]["trl_grpo"]
     for k, s in out["sides"].items():
         s["x_trl_tokens_per_s"] = s["completion_tokens_per_s"]["median"] / base["completion_tokens_per_s"]["median"]
@@ -288,7 +297,8 @@ def run(quick: bool = False, shapes: str | None = None, dtypes: str | None = Non
     result = {"shapes": {}, "bf16_units": bf16_units()}
     for shape in names:
         c = SHAPES[shape]
-        prompts, G, T, rounds = c["prompts"], c["G"], c["T"], c["rounds"]
+        prompts, G, T = c["prompts"], c["G"], c["T"]
+        rounds = int(os.environ.get("BENCH_STEP_ROUNDS") or c["rounds"])  # timed rounds after the warm-up
         if quick:
             T, rounds = min(T, 16), 2
         tok = _tokenizer(c["vocab"])
@@ -326,6 +336,16 @@ def run(quick: bool = False, shapes: str | None = None, dtypes: str | None = Non
         print(f"    {lim['params'] / 1e6:.1f}M parameters; limit ({lim['mode']}): update {lim['update_flops_per_s'] / 1e9:.1f} GFLOP/s = "
               f"{lim['update_frac_of_matmul']:.0%} of the matmul rate ({lim['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s); "
               f"rollout {lim['rollout_x_batched_forward']:.1f}x one batched forward", flush=True)
+        res["machine"] = machine()  # per shape: the shapes may run at different times
         result["shapes"][shape] = res
-    write("rl_step", result)
+    # a run of some shapes (BENCH_STEP_SHAPES) keeps the other shapes' last results in the file
+    old = RESULTS / "rl_step.json"
+    if not quick and old.is_file():
+        import json
+
+        prev = json.loads(old.read_text())
+        kept = {k: {"machine": prev.get("machine")} | v for k, v in prev.get("shapes", {}).items()
+                if k not in result["shapes"]}
+        result["shapes"] = kept | result["shapes"]
+    write("rl_step_quick" if quick else "rl_step", result)  # a smoke run never replaces the results
     return result

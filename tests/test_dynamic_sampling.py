@@ -174,3 +174,13 @@ def test_two_ranks_resample_as_one_process(micro_dir, tmp_path):
                 assert abs(v - b[k]) <= 1e-6 * max(1.0, abs(v)), (a["step"], k, v, b[k])
             else:
                 assert v == b[k], (a["step"], k, v, b[k])
+
+
+def test_validate_checks_the_mode_of_a_config_built_directly():
+    """parse_config normalises the key; validate also rejects a bad mode in a TrainConfig built without it."""
+    from lengthrl.errors import ConfigError
+    from lengthrl.train.config import TrainConfig
+    from lengthrl.train.validate import validate
+
+    with pytest.raises(ConfigError, match="config key 'dynamic_sampling': 'sometimes'"):
+        validate(TrainConfig(dynamic_sampling="sometimes"))

@@ -368,6 +368,7 @@ def check_ranges(cfg: TrainConfig) -> None:
         if not ok:
             raise ConfigError(f"config key {key!r}: {msg} (got {getattr(cfg, key)!r})")
 
+    dynamic_sampling_mode(cfg.dynamic_sampling)  # a TrainConfig built directly is checked here too
     need(cfg.policy != "diffusion" or cfg.top_k == 0, "top_k",
          "the diffusion policy samples with temperature and top_p only; set top_k = 0")
     need(cfg.logprob_impl in LOGPROB_IMPLS, "logprob_impl", f"must be one of {', '.join(LOGPROB_IMPLS)}")

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from lengthrl.rewards import dynamic_sampling_filter
-from lengthrl.train.config import DYNAMIC_SAMPLING_MODES as MODES  # noqa: F401 - the modes this module runs
-from lengthrl.train.config import dynamic_sampling_mode as mode_of
+
 
 @dataclass(frozen=True)
 class RoundSignal:

@@ -28,7 +28,7 @@ from lengthrl.rewards.python import call_rewards, load_rewards
 from lengthrl.rollout import SamplingParams
 from lengthrl.rollout.logprobs import lean_unsupported_reason
 from lengthrl.train import checkpoint as ckpt
-from lengthrl.train.config import TrainConfig, changed_keys, to_dict
+from lengthrl.train.config import TrainConfig, changed_keys, dynamic_sampling_mode, to_dict
 from lengthrl.train.validate import reward_terms
 from lengthrl.train.data import PromptSampler
 from lengthrl.train import dynamic, hbpo
@@ -279,7 +279,7 @@ class Trainer:
         carry a signal (lengthrl.train.dynamic); the update trains on the kept groups of every round."""
         cfg, G, P = self.cfg, self.cfg.group_size, self.cfg.prompts_per_step
         t0 = time.perf_counter()
-        mode = dynamic.mode_of(cfg.dynamic_sampling)
+        mode = dynamic_sampling_mode(cfg.dynamic_sampling)
         rounds: list[Round] = []
         while not rounds or dynamic.more_rounds(mode, [r.signal for r in rounds], P, cfg.max_resample_rounds):
             rounds.append(self._sample_round(len(rounds)))

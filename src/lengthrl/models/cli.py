@@ -33,7 +33,6 @@ def run(args):
                                    for t in {*overrides.get("task_knobs", {}), *knobs}}
     if args.steps is not None:  # the flag overrides the preset's SFT steps
         overrides["steps"] = args.steps
-    overrides.setdefault("steps", None)
     out = build_organism(out_dir=args.out, seed=args.seed, minutes=args.minutes,
                          force=args.force, cache_dir=args.cache_dir, rebuild=args.rebuild, threads=args.threads,
                          **overrides)

@@ -30,7 +30,7 @@ def _eval_left_to_right(expr: str) -> int:
 
 
 def test_registry_holds_task_classes():
-    assert set(PROCEDURAL_TASKS) == {"arith_chain", "count_letters", "sort_digits", "long_add"}
+    assert set(PROCEDURAL_TASKS) == {"arith_chain", "count_letters", "sort_digits", "long_add", "add_chain"}
     for name, cls in PROCEDURAL_TASKS.items():
         assert issubclass(cls, Task) and cls.name == name
 

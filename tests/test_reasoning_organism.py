@@ -1,4 +1,4 @@
-"""The reasoning organism family: the long_add task (levels, traces that spell the sum), the byte-level BPE
+"""The reasoning organism family: the add_chain and long_add tasks (levels, traces that spell the sum), the byte-level BPE
 tokenizer, and an organism built with both that the trainer runs on."""
 
 import json
@@ -11,7 +11,8 @@ from lengthrl.errors import ConfigError
 from lengthrl.models.organism import PRESETS, OrganismConfig, build_organism, make_config, preset
 from lengthrl.models.tokenizer import build_bpe_tokenizer
 from lengthrl.tasks import get_task
-from lengthrl.tasks.procedural import LongAdd, extract_answer
+from lengthrl.eval.styles import classify_style
+from lengthrl.tasks.procedural import AddChain, LongAdd, extract_answer
 
 
 def test_long_add_by_hand():
@@ -51,6 +52,47 @@ def test_long_add_splits_are_disjoint_and_knobs_checked():
         LongAdd(min_digits=3, max_digits=2)
     with pytest.raises(ConfigError, match="max_digits must be <= 30"):
         LongAdd(max_digits=31)
+
+
+def test_add_chain_by_hand():
+    t = AddChain(min_terms=4, max_terms=4)
+    p = [x for x in t.samples("train", 6000, seed=0) if x.prompt == "sum: 3+5+8+2\n"]
+    assert p, "3+5+8+2 should be a train problem"
+    x = p[0]
+    assert x.answer == "18" and x.meta["level"] == 4
+    assert x.meta["traces"]["steps"] == "3+5=8\n8+8=16\n16+2=18\n<answer>18</answer>"
+    assert x.meta["traces"]["verbose"] == "3+5=8, left 8+2\n8+8=16, left 2\n16+2=18, done\n<answer>18</answer>"
+    assert x.meta["traces"]["concise"] == "<answer>18</answer>"
+    assert t.score(x, x.meta["traces"]["steps"]).correct and not t.score(x, "<answer>17</answer>").correct
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 12), st.integers(2, 9))
+def test_add_chain_traces_reach_the_sum_and_grow_with_the_level(seed, n, top):
+    t = AddChain(min_terms=n, max_terms=n, max_operand=top, style_weights=(1, 1, 1))
+    for x in t.samples("test", 5, seed=seed):
+        terms = list(map(int, x.prompt.removeprefix("sum: ").strip().split("+")))
+        assert len(terms) == n == x.meta["level"] and all(1 <= v <= top for v in terms)
+        tr = x.meta["traces"]
+        assert extract_answer(tr["concise"]) == extract_answer(tr["steps"]) == extract_answer(tr["verbose"]) \
+            == x.answer == str(sum(terms))
+        assert tr["steps"].count("\n") == n - 1 and len(tr["concise"]) < len(tr["steps"]) < len(tr["verbose"])
+        for style, text in tr.items():  # the style classifier knows the shapes, with and without the task name
+            assert classify_style(text, "add_chain") == classify_style(text) == style
+
+
+def test_add_chain_splits_are_disjoint_and_knobs_checked():
+    t = AddChain(min_terms=2, max_terms=4)
+    train = {x.id for x in t.samples("train", 2000, seed=0)}
+    test = {x.id for x in t.samples("test", 200, seed=0)}
+    assert train and test and not train & test
+    assert get_task("add_chain", min_terms=3, max_terms=3).samples("test", 1)[0].meta["level"] == 3
+    with pytest.raises(ConfigError, match="min_terms"):
+        AddChain(min_terms=5, max_terms=4)
+    with pytest.raises(ConfigError, match="max_operand must be in"):
+        AddChain(max_operand=12)
+    with pytest.raises(ConfigError, match="max_terms must be <= 30"):
+        AddChain(max_terms=31)
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)

@@ -111,7 +111,7 @@ def test_parse_knobs_types_and_tasks():
     ("count_letters.foo=1", "count_letters has no knob 'foo'; valid knobs: count_letters.style_weights, "
                             "count_letters.test_fraction, count_letters.min_len, count_letters.max_len, "
                             "count_letters.alphabet"),
-    ("nope.max_len=3", "unknown task 'nope'; valid: arith_chain, count_letters, sort_digits, long_add"),
+    ("nope.max_len=3", "unknown task 'nope'; valid: arith_chain, count_letters, sort_digits, long_add, add_chain"),
     ("count_letters.max_len=abc", "count_letters.max_len takes an integer, got 'abc'"),
     ("count_letters.max_len=1.5", "count_letters.max_len takes an integer"),
     ("count_letters.test_fraction=x", "count_letters.test_fraction takes a number"),

@@ -54,6 +54,11 @@ SHAPES: dict[str, TraceShape] = {
         verbose=re.compile(r"\d+: (\d\+\d\+\d=\d+ w\d c\d, check \d+-\d-\d=\d ok|carry \d w\d, ok)"),
         close=re.compile(r"read back: \d+"),
     ),
+    "add_chain": TraceShape(
+        step=re.compile(r"\d+\+\d=\d+"),
+        verbose=re.compile(r"\d+\+\d=\d+, left \d(\+\d)*"),
+        close=re.compile(r"\d+\+\d=\d+, done"),
+    ),
 }
 
 
@@ -63,7 +68,7 @@ def _shape_style(body: list[str], shape: TraceShape) -> str:
         return "concise"
     if all(shape.step.fullmatch(line) for line in body):
         return "steps"
-    if len(body) >= 2 and shape.close.fullmatch(body[-1]) and all(shape.verbose.fullmatch(x) for x in body[:-1]):
+    if shape.close.fullmatch(body[-1]) and all(shape.verbose.fullmatch(x) for x in body[:-1]):
         return "verbose"
     return "other"
 

@@ -294,9 +294,56 @@ class LongAdd(ProceduralTask):
         return Problem(key=f"{a}+{b}", prompt=f"add: {a}+{b}\n", answer=ans, traces=traces, level=d)
 
 
+class AddChain(ProceduralTask):
+    """Add a chain of N single-digit numbers: ``sum: 3+5+8+2`` -> 18; the difficulty level is N.
+
+    The ``steps`` trace adds one term per line, ``3+5=8`` / ``8+8=16`` / ``16+2=18``, then the answer: each
+    line copies the running sum from the line above and the next term from the prompt, and adds a digit. The
+    ``verbose`` trace also writes the terms still to add after each line (``8+8=16, left 2``), a copy from the
+    line above rather than from the prompt. The direct guess must add all N terms in one go, which gets harder
+    with every term, while a trace line is the same small step at every level: the longer response buys more
+    accuracy the more terms there are. Trace length grows linearly in N (``steps``) or quadratically
+    (``verbose``).
+
+    Knobs: number of terms in [min_terms, max_terms] (the level is drawn uniformly), terms in [1, max_operand].
+    """
+
+    name = "add_chain"
+
+    def __init__(self, min_terms: int = 2, max_terms: int = 8, max_operand: int = 9, **kw):
+        super().__init__(**kw)
+        _check_range(self.name, "min_terms", min_terms, "max_terms", max_terms, 2)
+        if max_terms > 30:
+            raise ConfigError(f"task {self.name!r}: max_terms must be <= 30, got {max_terms}")
+        if not 2 <= max_operand <= 9:
+            raise ConfigError(f"task {self.name!r}: max_operand must be in [2, 9] (single digits), got {max_operand}")
+        self.min_terms, self.max_terms, self.max_operand = min_terms, max_terms, max_operand
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        n = rng.randint(self.min_terms, self.max_terms)
+        terms = [rng.randint(1, self.max_operand) for _ in range(n)]
+        total, steps, verbose = terms[0], [], []
+        for i, x in enumerate(terms[1:], 2):
+            line = f"{total}+{x}={total + x}"
+            total += x
+            rest = "+".join(map(str, terms[i:]))
+            steps.append(line)
+            verbose.append(f"{line}, left {rest}" if rest else f"{line}, done")
+        ans = str(total)
+        if total != sum(terms):  # the trace must reach the sum
+            raise AssertionError(f"add_chain trace of {terms} reads {total}")
+        traces = {
+            "concise": answer_tag(ans),
+            "steps": "\n".join(steps + [answer_tag(ans)]),
+            "verbose": "\n".join(verbose + [answer_tag(ans)]),
+        }
+        key = "+".join(map(str, terms))
+        return Problem(key=key, prompt=f"sum: {key}\n", answer=ans, traces=traces, level=n)
+
+
 # name -> class; the task registry imports this dict.
 PROCEDURAL_TASKS: dict[str, type[ProceduralTask]] = {
-    cls.name: cls for cls in (ArithChain, CountLetters, SortDigits, LongAdd)
+    cls.name: cls for cls in (ArithChain, CountLetters, SortDigits, LongAdd, AddChain)
 }
 
 

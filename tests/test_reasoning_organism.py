@@ -64,6 +64,12 @@ def test_add_chain_by_hand():
     assert x.meta["traces"]["verbose"] == "3+5=8, left 8+2\n8+8=16, left 2\n16+2=18, done\n<answer>18</answer>"
     assert x.meta["traces"]["concise"] == "<answer>18</answer>"
     assert t.score(x, x.meta["traces"]["steps"]).correct and not t.score(x, "<answer>17</answer>").correct
+    # modulo 10: every line keeps the running value modulo 10
+    m = [x for x in AddChain(min_terms=4, max_terms=4, modulus=10).samples("train", 6000, seed=0)
+         if x.prompt == "sum mod 10: 3+5+8+2\n"]
+    assert m and m[0].answer == "8" and m[0].meta["traces"]["steps"] == "3+5=8\n8+8=6\n6+2=8\n<answer>8</answer>"
+    with pytest.raises(ConfigError, match="modulus must be 0"):
+        AddChain(modulus=1)
 
 
 @settings(max_examples=30, deadline=None)

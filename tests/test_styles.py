@@ -133,3 +133,28 @@ def test_organism_cli_rejects_a_bad_knob_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lengthrl organism: error: --knob count_letters.colour" in err and "count_letters.max_len" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_styles_by_level_on_a_hand_made_add_chain_file(tmp_path, capsys):
+    recs = [dict(_rec("add_chain:3+5", "<answer>8</answer>", True), level=2),
+            dict(_rec("add_chain:3+5+1", "<answer>8</answer>", False), level=3),
+            dict(_rec("add_chain:3+5+1", "3+5=8\n8+1=9\n<answer>9</answer>", True), level=3)]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"model": "m", "task": "add_chain", "n_samples": 1, "metrics": {}, "records": recs}))
+    s = eval_file_styles(path, by_level=True)
+    assert list(s) == ["level 2", "level 3", "all levels"]
+    assert s["level 2"]["concise"] == {"n": 1, "share": 1.0, "acc": 1.0, "acc_se": 0.0, "len": 19}
+    assert s["level 3"]["concise"]["acc"] == 0.0 and s["level 3"]["steps"]["acc"] == 1.0
+    assert s["all levels"]["all"]["n"] == 3 and s["all levels"]["steps"]["n"] == 1
+    assert main(["styles", str(path), "--by-level", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[str(path)]["level 3"]["steps"]["n"] == 1
+    assert main(["styles", str(path), "--by-level"]) == 0
+    assert "level 3" in capsys.readouterr().out
+    # records without a level (a task without levels, or an older file): one line that says so
+    path.write_text(json.dumps({"model": "m", "task": "count_letters", "n_samples": 1, "metrics": {},
+                                "records": RECORDS}))
+    assert main(["styles", str(path), "--by-level"]) == 2
+    assert "have no 'level'" in capsys.readouterr().err
+    bad = dict(recs[0], level="two")
+    with pytest.raises(DataError, match="field 'level' must be an integer"):
+        style_summary([bad])

@@ -29,6 +29,7 @@ class EvalRecord:
     truncated: bool = False  # hit the generation cap before EOS
     response: str = ""  # decoded response text
     reward: float | None = None  # task reward, when the verifier gives one
+    level: int | None = None  # the prompt's difficulty level, for tasks that have one (Sample.meta["level"])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the eval file's record format)."""
@@ -58,7 +59,16 @@ def record_from_dict(row: Any, where: str) -> EvalRecord:
         truncated=bool(row.get("truncated", False)),
         response=str(row.get("response", "")),
         reward=None if row.get("reward") is None else float(row["reward"]),
+        level=_level(row.get("level"), where),
     )
+
+
+def _level(v: Any, where: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise DataError(f"{where}: field 'level' must be an integer difficulty level or null, got {v!r}")
+    return v
 
 
 def records_from_dicts(rows: list[Any], source: str = "records") -> list[EvalRecord]:

@@ -149,7 +149,8 @@ def run_eval(policy: Any, task: Task, n_samples: int = 1, ks: Sequence[int] = (1
                     correct, reward = False, 0.0
                 records.append(EvalRecord(prompt_id=sample.id, sample_idx=row % n_samples,
                                           length=int(lengths[row]), correct=correct,
-                                          truncated=bool(trunc[row]), response=text, reward=reward))
+                                          truncated=bool(trunc[row]), response=text, reward=reward,
+                                          level=(sample.meta or {}).get("level")))
             bar.advance(job, len(lengths))
 
     metrics = summarize(records, ks, baseline=baseline)

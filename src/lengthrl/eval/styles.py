@@ -116,13 +116,30 @@ def style_summary(records: Sequence[EvalRecord | dict], task: str | None = None)
     return out
 
 
-def eval_file_styles(paths: str | Path | Sequence[str | Path], task: str | None = None) -> dict[str, dict[str, Any]]:
+def style_summary_by_level(records: Sequence[EvalRecord | dict], task: str | None = None) -> dict[str, dict]:
+    """`style_summary` of the records of each difficulty level (keys ``"level N"``, ascending) and of all of
+    them (``"all levels"``). Every record needs a level (records of tasks without levels have none)."""
+    recs = records_from_dicts(list(records))
+    missing = sum(r.level is None for r in recs)
+    if missing:
+        raise DataError(f"styles --by-level: {missing} of {len(recs)} records have no 'level'; only tasks with "
+                        "difficulty levels (add_chain, long_add) record one, and eval files written before levels "
+                        "were recorded have none: re-run the evaluation")
+    out = {f"level {lv}": style_summary([r for r in recs if r.level == lv], task)
+           for lv in sorted({r.level for r in recs})}
+    out["all levels"] = style_summary(recs, task)
+    return out
+
+
+def eval_file_styles(paths: str | Path | Sequence[str | Path], task: str | None = None,
+                     by_level: bool = False) -> dict[str, dict[str, Any]]:
     """`style_summary` of one eval file, or of several pooled (e.g. the seeds of one recipe); the task defaults
-    to the files' own when it has trace shapes."""
+    to the files' own when it has trace shapes. `by_level`: `style_summary_by_level` instead."""
     results = [load_eval(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if task is None and results[0].task in SHAPES:
         task = results[0].task
-    return style_summary([r for res in results for r in res.records], task)
+    records = [r for res in results for r in res.records]
+    return style_summary_by_level(records, task) if by_level else style_summary(records, task)
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -140,13 +157,15 @@ def run(args) -> int:
     from rich.table import Table  # noqa: PLC0415
 
     if args.pool:
-        results = {" + ".join(args.files): eval_file_styles(args.files, args.task)}
+        results = {" + ".join(args.files): eval_file_styles(args.files, args.task, args.by_level)}
     else:
-        results = {str(p): eval_file_styles(p, args.task) for p in args.files}
+        results = {str(p): eval_file_styles(p, args.task, args.by_level) for p in args.files}
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     console = Console()
+    if args.by_level:  # one table per level, titled "<file>, level N"
+        results = {f"{path}, {lv}": summary for path, levels in results.items() for lv, summary in levels.items()}
     for path, summary in results.items():
         table = Table(title=f"solution styles of {path}")
         for col in ("style", "n", "share", "acc", "acc s.e.", "mean len"):
@@ -165,3 +184,5 @@ def _args(p) -> None:
                    "eval file's task, else every task's")
     p.add_argument("--pool", action="store_true", help="one summary over the records of all the files (seeds)")
     p.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    p.add_argument("--by-level", action="store_true", help="one summary per difficulty level (tasks with levels: "
+                   "add_chain, long_add)")

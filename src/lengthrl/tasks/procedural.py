@@ -305,13 +305,21 @@ class AddChain(ProceduralTask):
     accuracy the more terms there are. Trace length grows linearly in N (``steps``) or quadratically
     (``verbose``).
 
-    Knobs: number of terms in [min_terms, max_terms] (the level is drawn uniformly), terms in [1, max_operand].
+    With ``modulus`` m > 0 the task is the sum modulo m (``sum mod 10: 3+5+8+2`` -> 8) and every line keeps the
+    running value modulo m (``8+8=6``): each line is then a lookup in an m x m table, while the direct guess of
+    a long chain is near chance (1/m), so the trace's advantage grows with N from about zero at N = 2.
+
+    Knobs: number of terms in [min_terms, max_terms] (the level is drawn uniformly), terms in [1, max_operand],
+    `modulus` (0 = the plain sum).
     """
 
     name = "add_chain"
 
-    def __init__(self, min_terms: int = 2, max_terms: int = 8, max_operand: int = 9, **kw):
+    def __init__(self, min_terms: int = 2, max_terms: int = 8, max_operand: int = 9, modulus: int = 0, **kw):
         super().__init__(**kw)
+        if modulus != 0 and not 2 <= modulus <= 100:
+            raise ConfigError(f"task {self.name!r}: modulus must be 0 (the plain sum) or in [2, 100], got {modulus}")
+        self.modulus = modulus
         _check_range(self.name, "min_terms", min_terms, "max_terms", max_terms, 2)
         if max_terms > 30:
             raise ConfigError(f"task {self.name!r}: max_terms must be <= 30, got {max_terms}")
@@ -322,15 +330,17 @@ class AddChain(ProceduralTask):
     def make_problem(self, rng: random.Random) -> Problem:
         n = rng.randint(self.min_terms, self.max_terms)
         terms = [rng.randint(1, self.max_operand) for _ in range(n)]
-        total, steps, verbose = terms[0], [], []
+        m = self.modulus
+        total, steps, verbose = terms[0] % m if m else terms[0], [], []
         for i, x in enumerate(terms[1:], 2):
-            line = f"{total}+{x}={total + x}"
-            total += x
+            nxt = (total + x) % m if m else total + x
+            line = f"{total}+{x}={nxt}"
+            total = nxt
             rest = "+".join(map(str, terms[i:]))
             steps.append(line)
             verbose.append(f"{line}, left {rest}" if rest else f"{line}, done")
         ans = str(total)
-        if total != sum(terms):  # the trace must reach the sum
+        if total != (sum(terms) % m if m else sum(terms)):  # the trace must reach the sum
             raise AssertionError(f"add_chain trace of {terms} reads {total}")
         traces = {
             "concise": answer_tag(ans),
@@ -338,7 +348,8 @@ class AddChain(ProceduralTask):
             "verbose": "\n".join(verbose + [answer_tag(ans)]),
         }
         key = "+".join(map(str, terms))
-        return Problem(key=key, prompt=f"sum: {key}\n", answer=ans, traces=traces, level=n)
+        head = f"sum mod {m}" if m else "sum"
+        return Problem(key=key, prompt=f"{head}: {key}\n", answer=ans, traces=traces, level=n)
 
 
 # name -> class; the task registry imports this dict.

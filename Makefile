@@ -70,26 +70,29 @@ demo-lenacc: $(STAMP)
 demo-dllm: $(STAMP)
 	$(VENV)/bin/lengthrl dllm demo --out runs/demo-dllm
 
-# The reasoning organism's experiments (docs/organism.md), four training seeds each, every claim judged over the
-# seeds with `lengthrl verdict` (runs/experiments/verdict_*.json): (a) Dr.GRPO: GRPO's wrong answers grow longer
-# faster than Dr.GRPO's; (b) GSPO vs LUSPO off-policy (4 mini-batches per rollout batch, each recipe's clip
-# range); (c) DLER and GRPO-lambda shorter than GRPO at no loss of accuracy; (d) the flexibility trap on the
-# diffusion organism's dllm_fork task (`lengthrl dllm fork`, seeds 0-3: one SFT organism and one JustGRPO run per
-# seed, pass@k up to 64 in AR vs confidence order before/after; $(EXP)/fork/summary.json, fork.md, fork.png).
+# The experiments on an organism where length buys accuracy (docs/organism.md, "Experiments (a)-(d)"): the
+# count_letters 'ab' 6-10 variant of demo-lenacc (the running count beats the concise guess, by more the longer
+# the word), four training seeds per recipe, every claim judged over the seeds with `lengthrl verdict`
+# (runs/experiments/verdict_*.json): (a) Dr.GRPO: GRPO's wrong answers grow longer faster than Dr.GRPO's; (b)
+# GSPO vs LUSPO off-policy (4 mini-batches per rollout batch, each recipe's clip range); (c) DLER and
+# GRPO-lambda shorter than GRPO at no loss of accuracy; (d) the flexibility trap on the diffusion organism's
+# dllm_fork task (`lengthrl dllm fork`, seeds 0-3: one SFT organism and one JustGRPO run per seed, pass@k up to
+# 64 in AR vs confidence order before/after; $(EXP)/fork/summary.json, fork.md, fork.png).
 # The runs of (a)-(c) are independent and go EXP_JOBS at a time (one torch thread each); a run that already has
-# its eval.json is kept, so an interrupted `make experiments` resumes where it stopped.
-# Hours on a 2-core machine ((d) alone: 23 minutes on one thread, measured beside other jobs).
+# its eval.json is kept, so an interrupted `make experiments` resumes where it stopped. About 50 minutes on an
+# idle 2-core machine (docs/organism.md gives the measured times).
 EXP_SEEDS := 0 1 2 3
 EXP_JOBS ?= 2
 EXP_STEPS ?= 40
-EXP_DLER_CAP ?= 64
-EXP_SET := --set model=runs/organism-reasoning --set task=long_add --set task_args.max_digits=6 \
-	--set max_new_tokens=160 --set steps=$(EXP_STEPS) --set threads=1 --quiet --overwrite
+EXP_DLER_CAP ?= 44
+EXP_SET := --set model=runs/organism-lenacc --set task=count_letters --set task_args.min_len=6 \
+	--set task_args.max_len=10 --set task_args.alphabet=ab --set max_new_tokens=128 --set lr=1e-4 \
+	--set steps=$(EXP_STEPS) --set threads=1 --quiet --overwrite
 EXP := runs/experiments
 EXP_RUNS := $(foreach r,grpo dr_grpo dler grpo_lambda,$(foreach s,$(EXP_SEEDS),$(r):s$(s):$(if $(filter dler,$(r)),--set@reward.0.max_len=$(EXP_DLER_CAP)))) \
 	$(foreach r,gspo luspo,$(foreach s,$(EXP_SEEDS),$(r):offpolicy-s$(s):--set@mini_batches=4))
 experiments: $(STAMP)
-	$(VENV)/bin/lengthrl organism --preset reasoning --out runs/organism-reasoning --threads 2
+	$(VENV)/bin/lengthrl organism --out runs/organism-lenacc --steps 2000 --threads 1 $(LENACC_KNOBS)
 	for r in $(EXP_RUNS); do echo $$r; done | xargs -P $(EXP_JOBS) -I{} sh -c 'r={}; \
 		c=$${r%%:*}; rest=$${r#*:}; tag=$${rest%%:*}; extra=$$(echo $${rest#*:} | tr @ " "); seed=$${tag##*-s}; \
 		seed=$${seed#s}; d=$(EXP)/$$c-$$tag; test -f $$d/eval.json && exit 0; \

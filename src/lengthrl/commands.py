@@ -48,6 +48,8 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "dllm": ("lengthrl.dllm.cli", "diffusion LMs: JustGRPO and the flexibility-trap pass@k analysis"),
     "verdict": ("lengthrl.analysis.verdict_cli",
                 "judge a claim over training seeds: runs of one recipe (or two) with an interval over the seeds"),
+    "experiments-report": ("lengthrl.analysis.experiments",
+                           "per-seed table and length curves of the runs of `make experiments` (a)-(c)"),
     "demo-budget": ("lengthrl.control.demo",
                     "Lagrangian length controller vs DLER, L1, Kimi at one budget: table, plots, curves"),
 }

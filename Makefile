@@ -106,10 +106,12 @@ experiments: $(STAMP)
 		--out $(EXP)/verdict_b_length.json
 	for r in dler grpo_lambda; do \
 		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
-			--metric len/mean --direction below --claim "$$r ends shorter than GRPO" --out $(EXP)/verdict_c_$$r-length.json \
+			--metric len/mean --direction below --claim "$$r ends shorter than GRPO" --paper "$$(test $$r = dler && \
+			echo DLER, arXiv 2510.15110 || echo GRPO-lambda, arXiv 2505.18086)" --out $(EXP)/verdict_c_$$r-length.json \
 			|| exit 1; \
 		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
-			--metric acc --threshold -0.05 --claim "$$r keeps GRPO's accuracy (a drop under 0.05)" \
+			--metric acc --threshold -0.05 --claim "$$r keeps GRPO's accuracy (a drop under 0.05)" --paper "$$(test $$r = dler \
+			&& echo DLER, arXiv 2510.15110 || echo GRPO-lambda, arXiv 2505.18086)" \
 			--out $(EXP)/verdict_c_$$r-accuracy.json || exit 1; done
 	$(MAKE) --no-print-directory experiments-fork
 

@@ -158,3 +158,9 @@ def test_styles_by_level_on_a_hand_made_add_chain_file(tmp_path, capsys):
     bad = dict(recs[0], level="two")
     with pytest.raises(DataError, match="field 'level' must be an integer"):
         style_summary([bad])
+
+
+def test_a_closing_line_alone_is_verbose_only_where_the_task_allows_it():
+    # count_letters' verbose trace has a line per letter before its closer; add_chain's of two terms is the closer
+    assert classify_style("check: a at none, total 0 ok\n<answer>0</answer>", "count_letters") == "other"
+    assert classify_style("4+9=13, done\n<answer>13</answer>", "add_chain") == "verbose"

@@ -26,11 +26,13 @@ _ANSWER_LINE = re.compile(r"<answer>[^<\n]*</answer>")
 
 @dataclass(frozen=True)
 class TraceShape:
-    """Line patterns of one task's traces: a ``steps`` body line, a ``verbose`` body line, the verbose closer."""
+    """Line patterns of one task's traces: a ``steps`` body line, a ``verbose`` body line, the verbose closer;
+    `min_verbose_lines`: the fewest body lines a verbose trace of the task has (its closer included)."""
 
     step: re.Pattern
     verbose: re.Pattern
     close: re.Pattern
+    min_verbose_lines: int = 2
 
 
 SHAPES: dict[str, TraceShape] = {
@@ -58,6 +60,7 @@ SHAPES: dict[str, TraceShape] = {
         step=re.compile(r"\d+\+\d=\d+"),
         verbose=re.compile(r"\d+\+\d=\d+, left \d(\+\d)*"),
         close=re.compile(r"\d+\+\d=\d+, done"),
+        min_verbose_lines=1,  # two terms: the closing line alone
     ),
 }
 
@@ -68,7 +71,8 @@ def _shape_style(body: list[str], shape: TraceShape) -> str:
         return "concise"
     if all(shape.step.fullmatch(line) for line in body):
         return "steps"
-    if shape.close.fullmatch(body[-1]) and all(shape.verbose.fullmatch(x) for x in body[:-1]):
+    if (len(body) >= shape.min_verbose_lines and shape.close.fullmatch(body[-1])
+            and all(shape.verbose.fullmatch(x) for x in body[:-1])):
         return "verbose"
     return "other"
 

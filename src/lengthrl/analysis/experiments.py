@@ -78,10 +78,7 @@ def markdown(table: dict[str, dict[int, dict[str, Any]]]) -> str:
 
 def plot(exp_dir: str | Path, table: dict[str, dict[int, dict[str, Any]]], path: str | Path) -> Path:
     """Training `len/mean` and `len/wrong_mean` over the steps, per recipe (mean over seeds thick)."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from lengthrl.analysis.plots import fig_png, plt, save_png  # noqa: PLC0415  (plots sets the Agg backend)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, recipe in enumerate(table):
@@ -103,11 +100,7 @@ def plot(exp_dir: str | Path, table: dict[str, dict[int, dict[str, Any]]], path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig_png(fig), Path(path))
 
 
 @command("experiments-report", examples=["lengthrl experiments-report runs/experiments --png runs/experiments/curves.png"])

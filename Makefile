@@ -89,6 +89,8 @@ EXP_SET := --set model=runs/organism-lenacc --set task=count_letters --set task_
 	--set task_args.max_len=10 --set task_args.alphabet=ab --set max_new_tokens=128 --set lr=1e-4 \
 	--set steps=$(EXP_STEPS) --set threads=1 --quiet --overwrite
 EXP := runs/experiments
+EXP_PAPER_dler := DLER, arXiv 2510.15110
+EXP_PAPER_grpo_lambda := GRPO-lambda, arXiv 2505.18086
 EXP_RUNS := $(foreach r,grpo dr_grpo dler grpo_lambda,$(foreach s,$(EXP_SEEDS),$(r):s$(s):$(if $(filter dler,$(r)),--set@reward.0.max_len=$(EXP_DLER_CAP)))) \
 	$(foreach r,gspo luspo,$(foreach s,$(EXP_SEEDS),$(r):offpolicy-s$(s):--set@mini_batches=4))
 experiments: $(STAMP)
@@ -104,15 +106,13 @@ experiments: $(STAMP)
 		--vs $(foreach s,$(EXP_SEEDS),$(EXP)/luspo-offpolicy-s$(s)) --metric len/mean \
 		--claim "LUSPO ends with longer responses than GSPO off-policy" --paper "LUSPO, arXiv 2602.05261" \
 		--out $(EXP)/verdict_b_length.json
-	for r in dler grpo_lambda; do \
-		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
-			--metric len/mean --direction below --claim "$$r ends shorter than GRPO" --paper "$$(test $$r = dler && \
-			echo DLER, arXiv 2510.15110 || echo GRPO-lambda, arXiv 2505.18086)" --out $(EXP)/verdict_c_$$r-length.json \
-			|| exit 1; \
-		$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) --vs $(foreach s,$(EXP_SEEDS),$(EXP)/$$r-s$(s)) \
-			--metric acc --threshold -0.05 --claim "$$r keeps GRPO's accuracy (a drop under 0.05)" --paper "$$(test $$r = dler \
-			&& echo DLER, arXiv 2510.15110 || echo GRPO-lambda, arXiv 2505.18086)" \
-			--out $(EXP)/verdict_c_$$r-accuracy.json || exit 1; done
+	$(foreach r,dler grpo_lambda,$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) \
+		--vs $(foreach s,$(EXP_SEEDS),$(EXP)/$(r)-s$(s)) --metric len/mean --direction below \
+		--claim "$(r) ends shorter than GRPO" --paper "$(EXP_PAPER_$(r))" --out $(EXP)/verdict_c_$(r)-length.json && \
+	$(VENV)/bin/lengthrl verdict $(foreach s,$(EXP_SEEDS),$(EXP)/grpo-s$(s)) \
+		--vs $(foreach s,$(EXP_SEEDS),$(EXP)/$(r)-s$(s)) --metric acc --threshold -0.05 \
+		--claim "$(r) keeps GRPO's accuracy (a drop under 0.05)" --paper "$(EXP_PAPER_$(r))" \
+		--out $(EXP)/verdict_c_$(r)-accuracy.json && ) true
 	$(MAKE) --no-print-directory experiments-fork
 
 # (d) alone (docs/organism.md, "The flexibility trap on a fork task").

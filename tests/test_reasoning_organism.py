@@ -42,12 +42,16 @@ def test_long_add_traces_spell_the_sum_and_grow_with_the_level(seed, d):
         assert tr["steps"].count("\n") >= d and len(tr["concise"]) < len(tr["steps"]) < len(tr["verbose"])
 
 
-def test_long_add_splits_are_disjoint_and_knobs_checked():
-    t = LongAdd(min_digits=1, max_digits=3)
-    train = {x.id for x in t.samples("train", 2000, seed=0)}
-    test = {x.id for x in t.samples("test", 200, seed=0)}
+def _check_splits_and_level(task, name: str, level: int, **one_level_knobs):
+    """`task`'s train and test problems are disjoint; `name` built with `one_level_knobs` gives level `level`."""
+    train = {x.id for x in task.samples("train", 2000, seed=0)}
+    test = {x.id for x in task.samples("test", 200, seed=0)}
     assert train and test and not train & test
-    assert get_task("long_add", min_digits=2, max_digits=2).samples("test", 1)[0].meta["level"] == 2
+    assert get_task(name, **one_level_knobs).samples("test", 1)[0].meta["level"] == level
+
+
+def test_long_add_splits_are_disjoint_and_knobs_checked():
+    _check_splits_and_level(LongAdd(min_digits=1, max_digits=3), "long_add", 2, min_digits=2, max_digits=2)
     with pytest.raises(ConfigError, match="min_digits"):
         LongAdd(min_digits=3, max_digits=2)
     with pytest.raises(ConfigError, match="max_digits must be <= 30"):
@@ -88,11 +92,7 @@ def test_add_chain_traces_reach_the_sum_and_grow_with_the_level(seed, n, top):
 
 
 def test_add_chain_splits_are_disjoint_and_knobs_checked():
-    t = AddChain(min_terms=2, max_terms=4)
-    train = {x.id for x in t.samples("train", 2000, seed=0)}
-    test = {x.id for x in t.samples("test", 200, seed=0)}
-    assert train and test and not train & test
-    assert get_task("add_chain", min_terms=3, max_terms=3).samples("test", 1)[0].meta["level"] == 3
+    _check_splits_and_level(AddChain(min_terms=2, max_terms=4), "add_chain", 3, min_terms=3, max_terms=3)
     with pytest.raises(ConfigError, match="min_terms"):
         AddChain(min_terms=5, max_terms=4)
     with pytest.raises(ConfigError, match="max_operand must be in"):

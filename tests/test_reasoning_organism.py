@@ -76,6 +76,44 @@ def test_add_chain_by_hand():
         AddChain(modulus=1)
 
 
+
+def test_labelled_add_chain_by_hand():
+    t = AddChain(min_terms=4, max_terms=4, modulus=10, labelled=True)
+    m = [x for x in t.samples("train", 6000, seed=0) if x.prompt == "sum mod 10: a3 b5 c8 d2\n"]
+    assert m, "3+5+8+2 should be a train problem"
+    x = m[0]
+    assert x.answer == "8" and x.meta["level"] == 4
+    assert x.meta["traces"]["steps"] == "a 3\nb 3+5=8\nc 8+8=6\nd 6+2=8\n<answer>8</answer>"
+    assert x.meta["traces"]["verbose"] == ("a 3, left b5 c8 d2\nb 3+5=8, left c8 d2\nc 8+8=6, left d2\n"
+                                           "d 6+2=8, done\n<answer>8</answer>")
+    for style, text in x.meta["traces"].items():
+        assert classify_style(text, "add_chain") == style
+    assert t.score(x, x.meta["traces"]["steps"]).correct and not t.score(x, "<answer>7</answer>").correct
+    with pytest.raises(ConfigError, match="max_terms must be <= 26"):
+        AddChain(max_terms=27, labelled=True)
+    with pytest.raises(ConfigError, match="labelled must be true or false"):
+        AddChain(labelled="yes")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 26), st.sampled_from([0, 7, 10]))
+def test_labelled_add_chain_lines_follow_the_labels(seed, n, m):
+    for x in AddChain(min_terms=n, max_terms=n, modulus=m, labelled=True, style_weights=(1, 1, 1)).samples(
+            "test", 3, seed=seed):
+        shown = x.prompt.split(": ", 1)[1].split()
+        labels, terms = [w[0] for w in shown], [int(w[1:]) for w in shown]
+        assert labels == [chr(ord("a") + i) for i in range(n)] and x.meta["level"] == n
+        lines = x.meta["traces"]["steps"].split("\n")[:-1]
+        run = terms[0] % m if m else terms[0]
+        assert lines[0] == f"a {run}"
+        for lab, v, line in zip(labels[1:], terms[1:], lines[1:]):  # each line adds its label's term
+            nxt = (run + v) % m if m else run + v
+            assert line == f"{lab} {run}+{v}={nxt}"
+            run = nxt
+        assert len(lines) == n and x.answer == str(run) == str(sum(terms) % m if m else sum(terms))
+        for style, text in x.meta["traces"].items():
+            assert classify_style(text, "add_chain") == classify_style(text) == style
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 12), st.integers(2, 9))
 def test_add_chain_traces_reach_the_sum_and_grow_with_the_level(seed, n, top):

@@ -104,6 +104,7 @@ def test_parse_knobs_types_and_tasks():
                    "sort_digits": {"max_len": 6}}
     assert parse_knobs(["count_letters.test_fraction=0.2"]) == {"count_letters": {"test_fraction": 0.2}}
     assert parse_knobs(None) == {}
+    assert parse_knobs(["add_chain.labelled=True"]) == {"add_chain": {"labelled": True}}
     assert set(knob_defaults("count_letters")) == {"style_weights", "test_fraction", "min_len", "max_len", "alphabet"}
 
 
@@ -121,6 +122,7 @@ def test_parse_knobs_types_and_tasks():
     ("count_letters.max_len=", "expects TASK.KNOB=VALUE"),
     ("count_letters.alphabet=AB", "alphabet must hold >= 2 distinct lowercase letters"),
     ("count_letters.max_len=2", "need 1 <= min_len <= max_len"),
+    ("add_chain.labelled=yes", "add_chain.labelled takes true or false, got 'yes'"),
 ])
 def test_bad_knobs_are_clear_errors(item, message):
     with pytest.raises(ConfigError, match="--knob") as e:

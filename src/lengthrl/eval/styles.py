@@ -56,11 +56,11 @@ SHAPES: dict[str, TraceShape] = {
         verbose=re.compile(r"\d+: (\d\+\d\+\d=\d+ w\d c\d, check \d+-\d-\d=\d ok|carry \d w\d, ok)"),
         close=re.compile(r"read back: \d+"),
     ),
-    "add_chain": TraceShape(
-        step=re.compile(r"\d+\+\d=\d+"),
-        verbose=re.compile(r"\d+\+\d=\d+, left \d(\+\d)*"),
-        close=re.compile(r"\d+\+\d=\d+, done"),
-        min_verbose_lines=1,  # two terms: the closing line alone
+    "add_chain": TraceShape(  # plain lines, or lines that start with the term's label (labelled = true)
+        step=re.compile(r"\d+\+\d=\d+|[a-z] (\d+\+\d=\d+|\d)"),
+        verbose=re.compile(r"\d+\+\d=\d+, left \d(\+\d)*|[a-z] (\d+\+\d=\d+|\d), left [a-z]\d( [a-z]\d)*"),
+        close=re.compile(r"([a-z] )?\d+\+\d=\d+, done"),
+        min_verbose_lines=1,  # two plain terms: the closing line alone
     ),
 }
 

@@ -173,9 +173,15 @@ def knob_defaults(task: str) -> dict:
 
 
 def _knob_value(where: str, text: str, default):
-    """`text` read as the type of the knob's default: int, float, str, or a comma list of numbers (a tuple)."""
-    kinds = {int: "an integer", float: "a number", str: "text", tuple: "comma-separated numbers, e.g. 1,2,2"}
+    """`text` read as the type of the knob's default: bool (true/false), int, float, str, or a comma list of
+    numbers (a tuple)."""
+    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "text",
+             tuple: "comma-separated numbers, e.g. 1,2,2"}
     kind = type(default) if type(default) in kinds else str
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"--knob {where}={text}: {where} takes {kinds[bool]}, got {text!r}")
+        return text.lower() == "true"
     try:
         if kind is tuple:
             return tuple(float(x) for x in text.split(","))

@@ -309,14 +309,27 @@ class AddChain(ProceduralTask):
     running value modulo m (``8+8=6``): each line is then a lookup in an m x m table, while the direct guess of
     a long chain is near chance (1/m), so the trace's advantage grows with N from about zero at N = 2.
 
+    With ``labelled`` the prompt names each term with a letter (``sum mod 10: a3 b5 c8 d2``) and each trace line
+    starts with the label of the term it adds (``a 3`` / ``b 3+5=8`` / ``c 8+8=6`` / ``d 6+2=8``; verbose:
+    ``b 3+5=8, left c8 d2``). The next label is the successor of the last, and the term is found by matching
+    that label in the prompt, a content lookup (an induction head), instead of counting lines to index the
+    prompt by position, which a small model is slow to learn.
+
     Knobs: number of terms in [min_terms, max_terms] (the level is drawn uniformly), terms in [1, max_operand],
-    `modulus` (0 = the plain sum).
+    `modulus` (0 = the plain sum), `labelled` (max_terms <= 26 then).
     """
 
     name = "add_chain"
 
-    def __init__(self, min_terms: int = 2, max_terms: int = 8, max_operand: int = 9, modulus: int = 0, **kw):
+    def __init__(self, min_terms: int = 2, max_terms: int = 8, max_operand: int = 9, modulus: int = 0,
+                 labelled: bool = False, **kw):
         super().__init__(**kw)
+        if not isinstance(labelled, bool):
+            raise ConfigError(f"task {self.name!r}: labelled must be true or false, got {labelled!r}")
+        if labelled and max_terms > 26:
+            raise ConfigError(f"task {self.name!r}: labelled terms take the letters a-z, so max_terms must be "
+                              f"<= 26, got {max_terms}")
+        self.labelled = labelled
         if modulus != 0 and not 2 <= modulus <= 100:
             raise ConfigError(f"task {self.name!r}: modulus must be 0 (the plain sum) or in [2, 100], got {modulus}")
         self.modulus = modulus
@@ -332,11 +345,17 @@ class AddChain(ProceduralTask):
         terms = [rng.randint(1, self.max_operand) for _ in range(n)]
         m = self.modulus
         total, steps, verbose = terms[0] % m if m else terms[0], [], []
+        lab = self.labelled
+        names = [chr(ord("a") + i) for i in range(n)]
+        if lab:  # the first line reads the first term
+            steps.append(f"a {total}")
+            verbose.append(f"a {total}, left " + " ".join(f"{c}{t}" for c, t in zip(names[1:], terms[1:])))
         for i, x in enumerate(terms[1:], 2):
             nxt = (total + x) % m if m else total + x
-            line = f"{total}+{x}={nxt}"
+            line = f"{names[i - 1]} {total}+{x}={nxt}" if lab else f"{total}+{x}={nxt}"
             total = nxt
-            rest = "+".join(map(str, terms[i:]))
+            rest = (" ".join(f"{c}{t}" for c, t in zip(names[i:], terms[i:])) if lab
+                    else "+".join(map(str, terms[i:])))
             steps.append(line)
             verbose.append(f"{line}, left {rest}" if rest else f"{line}, done")
         ans = str(total)
@@ -349,7 +368,8 @@ class AddChain(ProceduralTask):
         }
         key = "+".join(map(str, terms))
         head = f"sum mod {m}" if m else "sum"
-        return Problem(key=key, prompt=f"{head}: {key}\n", answer=ans, traces=traces, level=n)
+        shown = " ".join(f"{c}{t}" for c, t in zip(names, terms)) if lab else key
+        return Problem(key=key, prompt=f"{head}: {shown}\n", answer=ans, traces=traces, level=n)
 
 
 # name -> class; the task registry imports this dict.
